@@ -1,0 +1,95 @@
+"""Runs the pipeline locally: LocalDagRunner on Beam's DirectRunner (`tfxp run`)."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import time
+
+from pipeline.config import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+
+def stage_schema(cfg: PipelineConfig) -> str:
+    """Copies the curated schema to a content-addressed path under the pipeline root.
+
+    ImportSchemaGen's cache key is the file's path, not its content; staging by
+    content hash makes an edited schema re-import (and re-run what depends on it)
+    while an unchanged one stays cached.
+    """
+    src = cfg.resolved_schema_path
+    if not os.path.exists(src):
+        raise FileNotFoundError(f"schema_path {src} does not exist (set schema_path: null to infer one)")
+    with open(src, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    dst_dir = os.path.join(cfg.resolved_pipeline_root, "curated_schema", digest)
+    dst = os.path.join(dst_dir, "schema.pbtxt")
+    if not os.path.exists(dst):
+        os.makedirs(dst_dir, exist_ok=True)
+        tmp = dst + ".tmp"
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    return dst
+
+
+def ensure_data(cfg: PipelineConfig) -> None:
+    """Writes the sample TFRecords from ``cfg.source_csv`` when ``data_root`` has none."""
+    root = cfg.resolved_data_root
+    if all(os.path.isdir(os.path.join(root, s)) and os.listdir(os.path.join(root, s)) for s in ("train", "eval")):
+        return
+    from data import tfrecords
+    log.info("no TFRecords under %s yet: converting %s", root, cfg.resolved_source_csv)
+    tfrecords.convert_csv(cfg.resolved_source_csv, root, shards=cfg.shards)
+
+
+def execute(cfg: PipelineConfig) -> None:
+    """Builds and runs the pipeline with LocalDagRunner; raises if a component fails."""
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import create_pipeline
+
+    os.makedirs(os.path.dirname(cfg.resolved_metadata_path), exist_ok=True)
+    schema_file = stage_schema(cfg) if cfg.schema_path else None
+    tfx_pipeline = create_pipeline(
+        cfg, schema_file=schema_file,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            cfg.resolved_metadata_path))
+    tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
+
+
+def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True) -> int:
+    """`tfxp run`: data if missing, the whole pipeline, then where the served model is and a prediction."""
+    from absl import logging as absl_logging
+
+    from serving import predict
+
+    absl_logging.set_verbosity(absl_logging.INFO)
+    if force:
+        cfg.enable_cache = False
+        log.info("--force: every component re-executes (cache disabled for this run)")
+    if prepare_data:
+        ensure_data(cfg)
+    before = set(predict.model_versions(cfg.serving_model_dir))
+    start = time.monotonic()
+    log.info("running pipeline %r (pipeline root %s)", cfg.pipeline_name, cfg.resolved_pipeline_root)
+    execute(cfg)
+    elapsed = time.monotonic() - start
+    latest = predict.latest_version(cfg.serving_model_dir)
+    print(f"\nPipeline {cfg.pipeline_name!r} finished in {elapsed:.1f}s.")
+    if latest is None:
+        print(f"No model has been pushed to {cfg.serving_model_dir}: the Evaluator did not bless one "
+              f"(accuracy below {cfg.evaluation.min_accuracy}?). See the evaluator output under "
+              f"{cfg.resolved_pipeline_root}.")
+        return 1
+    if latest not in before:
+        print(f"Pushed model: {latest}")
+    else:
+        print(f"No new version was pushed (components cached, or the candidate was not blessed); "
+              f"the served model is still: {latest}")
+    example = predict.first_raw_examples(cfg.resolved_data_root, "eval", 1)[0]
+    probability = float(predict.predict_serialized(latest, [example])[0])
+    print(f"Prediction of the served model on the first raw eval example: "
+          f"P(big tipper) = {probability:.3f}")
+    return 0

@@ -1,0 +1,120 @@
+"""create_pipeline(config): the TFX pipeline, wiring only.
+
+ImportExampleGen -> StatisticsGen -> SchemaGen | ImportSchemaGen -> ExampleValidator
+-> AnomaliesGate -> Transform -> Trainer -> Evaluator (baseline: latest blessed model)
+-> Pusher (only when blessed) -> serving_model/<name>/<version>/
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from components import features as F
+from components.anomalies_gate import AnomaliesGate
+from pipeline.code_fingerprint import module_fingerprint
+from pipeline.config import PipelineConfig
+
+PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
+RUN_FN = "components.trainer.run_fn"
+
+
+def _module_of(fn_path: str) -> str:
+    return fn_path.rpartition(".")[0]
+
+
+def make_eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
+    ev = cfg.evaluation
+    accuracy_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": ev.min_accuracy}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -ev.max_accuracy_drop}))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name="serving_default",
+            label_key=F.TRANSFORMED_LABEL_KEY,
+            preprocessing_function_names=["transform_features"])],
+        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[f]) for f in ev.slice_features],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="ExampleCount"),
+            tfma.MetricConfig(class_name="AUC"),
+            tfma.MetricConfig(class_name="BinaryAccuracy", threshold=accuracy_threshold),
+        ])])
+
+
+def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
+                    metadata_connection_config=None,
+                    beam_pipeline_args: Optional[List[str]] = None) -> tfx.dsl.Pipeline:
+    """Builds the pipeline from ``cfg``.
+
+    ``schema_file`` overrides ``cfg.schema_path`` (the local runner passes a
+    content-addressed copy so that editing the schema invalidates the cache).
+    """
+    example_gen = tfx.components.ImportExampleGen(
+        input_base=cfg.resolved_data_root,
+        input_config=tfx.proto.Input(splits=[
+            tfx.proto.Input.Split(name="train", pattern="train/*"),
+            tfx.proto.Input.Split(name="eval", pattern="eval/*"),
+        ]))
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_file = schema_file or cfg.resolved_schema_path
+    if schema_file:
+        schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
+    else:
+        schema_gen = tfx.components.SchemaGen(
+            statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
+
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config={"code_fingerprint": module_fingerprint(_module_of(PREPROCESSING_FN))})
+    transform.add_upstream_node(anomalies_gate)  # no Transform on data that failed validation
+
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(num_steps=cfg.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=cfg.eval_steps),
+        custom_config={
+            "strategy": cfg.strategy,
+            "batch_size": cfg.batch_size,
+            "learning_rate": cfg.learning_rate,
+            "code_fingerprint": module_fingerprint(_module_of(RUN_FN)),
+        })
+
+    baseline_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline_resolver.outputs["model"],
+        eval_config=make_eval_config(cfg),
+    ).with_id("evaluator")
+
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=cfg.serving_model_dir)),
+    ).with_id("pusher")
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=cfg.pipeline_name,
+        pipeline_root=cfg.resolved_pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, example_validator, anomalies_gate,
+                    transform, trainer, baseline_resolver, evaluator, pusher],
+        enable_cache=cfg.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args if beam_pipeline_args is not None else list(cfg.beam_args),
+    )

@@ -1,0 +1,1 @@
+"""Serving: pushed model discovery, prediction, (later) TF Serving configs and clients."""

@@ -1,0 +1,46 @@
+"""Find pushed model versions and call their serving_default signature on raw tf.Examples."""
+from __future__ import annotations
+
+import os
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+
+def model_versions(serving_model_dir: str) -> List[str]:
+    """Version directories Pusher wrote under serving_model/<name>/, oldest first.
+
+    Only complete versions count: Pusher copies ``saved_model.pb`` last.
+    """
+    if not os.path.isdir(serving_model_dir):
+        return []
+    versions = [d for d in os.listdir(serving_model_dir)
+                if d.isdigit() and os.path.exists(os.path.join(serving_model_dir, d, "saved_model.pb"))]
+    return [os.path.join(serving_model_dir, d) for d in sorted(versions, key=int)]
+
+
+def latest_version(serving_model_dir: str) -> Optional[str]:
+    versions = model_versions(serving_model_dir)
+    return versions[-1] if versions else None
+
+
+def predict_serialized(model_dir: str, serialized_examples: Sequence[bytes]) -> np.ndarray:
+    """Probabilities from the model's serving_default signature, one per example."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(model_dir)
+    serve = loaded.signatures["serving_default"]
+    outputs = serve(examples=tf.constant(list(serialized_examples)))
+    return outputs["outputs"].numpy().reshape(-1)
+
+
+def first_raw_examples(data_root: str, split: str = "eval", count: int = 1) -> List[bytes]:
+    """The first ``count`` serialized tf.Examples of a split written by ``tfxp data``."""
+    import tensorflow as tf
+
+    files = sorted(tf.io.gfile.glob(os.path.join(data_root, split, "*")))
+    if not files:
+        raise FileNotFoundError(f"no TFRecord files under {os.path.join(data_root, split)}")
+    compression = "GZIP" if files[0].endswith(".gz") else ""
+    dataset = tf.data.TFRecordDataset(files, compression_type=compression).take(count)
+    return [record.numpy() for record in dataset]
