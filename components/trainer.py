@@ -93,12 +93,6 @@ def export_serving_model(model, tf_transform_output, export_dir: str) -> None:
     log.info("exported the serving model to %s", export_dir)
 
 
-def skip_autograph(model) -> None:
-    """Traces the model's step functions without autograph (see model.USE_AUTOGRAPH)."""
-    for name in ("train_step", "test_step", "predict_step"):
-        setattr(model, name, tf.autograph.experimental.do_not_convert(getattr(model, name)))
-
-
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (``Trainer(run_fn='components.trainer.run_fn')``)."""
     config = {**DEFAULTS, **(fn_args.custom_config or {})}
@@ -114,8 +108,6 @@ def run_fn(fn_args) -> None:
     with strategy.scope():
         model = model_lib.build_model(model_lib.feature_cardinalities(tf_transform_output),
                                       float(config["learning_rate"]))
-    if not model_lib.USE_AUTOGRAPH:
-        skip_autograph(model)
     model.fit(train_ds, epochs=1, steps_per_epoch=fn_args.train_steps,
               validation_data=eval_ds, validation_steps=fn_args.eval_steps, verbose=2,
               callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])

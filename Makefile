@@ -1,0 +1,48 @@
+# Two commands on a fresh machine:  make run   and   make test
+# Both set up .venv (Python 3.10, pinned by constraints.txt) when it is missing or stale.
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+# Quieter TensorFlow C++ logs; the pipeline's own progress is logged by Python.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONWARNINGS ?= ignore::FutureWarning,ignore::DeprecationWarning
+
+.PHONY: setup run test test-fast test-e2e clean constraints
+
+setup: $(STAMP)
+
+# Re-installs only when setup.py or constraints.txt change: a second `make run` installs nothing.
+$(STAMP): setup.py constraints.txt
+	@if [ ! -x $(PY) ]; then \
+	  interpreter=$$(scripts/find-python.sh) || exit 1; \
+	  echo "creating $(VENV) with $$interpreter"; \
+	  "$$interpreter" -m venv $(VENV) || exit 1; \
+	fi
+	@echo "installing the project and its pinned dependencies (a few minutes the first time)..."
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/tfxp run
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+test-e2e: $(STAMP)
+	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+# Re-freeze the environment after changing a dependency in setup.py.
+constraints: $(STAMP)
+	{ echo "# The whole environment, frozen from a working install (Python 3.10, TFX 1.16.0)."; \
+	  echo "# Regenerate: make constraints   (see README)"; \
+	  $(PY) -m pip freeze --all --exclude-editable | grep -v -E '^pip=='; } > constraints.txt.tmp
+	mv constraints.txt.tmp constraints.txt
+
+clean:
+	rm -rf runs
