@@ -78,6 +78,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    from components.anomalies_gate import AnomaliesFoundError
     from data.tfrecords import DataError
     from pipeline.config import ConfigError
     try:
@@ -85,6 +86,9 @@ def main(argv=None) -> int:
     except (DataError, ConfigError) as e:
         print(f"tfxp {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except AnomaliesFoundError as e:
+        print(f"tfxp {args.command}: stopped: {e}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

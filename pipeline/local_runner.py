@@ -63,6 +63,7 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True) 
     """`tfxp run`: data if missing, the whole pipeline, then where the served model is and a prediction."""
     from absl import logging as absl_logging
 
+    from pipeline import run_summary
     from serving import predict
 
     absl_logging.set_verbosity(absl_logging.INFO)
@@ -74,10 +75,15 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True) 
     before = set(predict.model_versions(cfg.serving_model_dir))
     start = time.monotonic()
     log.info("running pipeline %r (pipeline root %s)", cfg.pipeline_name, cfg.resolved_pipeline_root)
-    execute(cfg)
+    try:
+        execute(cfg)
+    finally:
+        print(f"\nComponents in this run of {cfg.pipeline_name!r}:\n"
+              + run_summary.format_states(run_summary.latest_run_states(cfg.resolved_metadata_path,
+                                                                        cfg.pipeline_name)))
     elapsed = time.monotonic() - start
     latest = predict.latest_version(cfg.serving_model_dir)
-    print(f"\nPipeline {cfg.pipeline_name!r} finished in {elapsed:.1f}s.")
+    print(f"Pipeline {cfg.pipeline_name!r} finished in {elapsed:.1f}s.")
     if latest is None:
         print(f"No model has been pushed to {cfg.serving_model_dir}: the Evaluator did not bless one "
               f"(accuracy below {cfg.evaluation.min_accuracy}?). See the evaluator output under "

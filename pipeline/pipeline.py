@@ -13,6 +13,7 @@ from tfx import v1 as tfx
 
 from components import features as F
 from components.anomalies_gate import AnomaliesGate
+from components.baseline import CANDIDATE_KEY, LatestBlessedNonCandidateModelStrategy
 from pipeline.code_fingerprint import module_fingerprint
 from pipeline.config import PipelineConfig
 
@@ -45,7 +46,8 @@ def make_eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
 
 def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
                     metadata_connection_config=None,
-                    beam_pipeline_args: Optional[List[str]] = None) -> tfx.dsl.Pipeline:
+                    beam_pipeline_args: Optional[List[str]] = None,
+                    exclude_candidate_from_baseline: bool = True) -> tfx.dsl.Pipeline:
     """Builds the pipeline from ``cfg``.
 
     ``schema_file`` overrides ``cfg.schema_path`` (the local runner passes a
@@ -89,11 +91,21 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
             "code_fingerprint": module_fingerprint(_module_of(RUN_FN)),
         })
 
-    baseline_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    # Baseline: the latest blessed model other than this run's candidate (see
+    # components/baseline.py); Kubeflow's compiler only knows TFX's stock strategy.
+    if exclude_candidate_from_baseline:
+        baseline_resolver = tfx.dsl.Resolver(
+            strategy_class=LatestBlessedNonCandidateModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+            **{CANDIDATE_KEY: trainer.outputs["model"]},
+        ).with_id("latest_blessed_model_resolver")
+    else:
+        baseline_resolver = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        ).with_id("latest_blessed_model_resolver")
 
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],

@@ -1,0 +1,47 @@
+"""What the latest pipeline run did, read from MLMD: which components executed, which were cached."""
+from __future__ import annotations
+
+from typing import Dict
+
+# MLMD execution states, by name (ml_metadata.proto.metadata_store_pb2.Execution.State).
+EXECUTED, CACHED, FAILED = "COMPLETE", "CACHED", "FAILED"
+
+
+def latest_run_states(metadata_path: str, pipeline_name: str) -> Dict[str, str]:
+    """{node id: 'COMPLETE' | 'CACHED' | 'FAILED' | ...} for the newest run of ``pipeline_name``."""
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(config)
+    runs = [c for c in store.get_contexts_by_type("pipeline_run")
+            if c.properties["pipeline_name"].string_value == pipeline_name] or \
+        store.get_contexts_by_type("pipeline_run")
+    if not runs:
+        return {}
+    latest = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    run_executions = {e.id: e for e in store.get_executions_by_context(latest.id)}
+    type_names = {t.id: t.name for t in store.get_execution_types()}
+    prefix = pipeline_name + "."
+    states = {}
+    for node in store.get_contexts_by_type("node"):
+        if not node.name.startswith(prefix):
+            continue
+        for execution in store.get_executions_by_context(node.id):
+            # Resolvers (the baseline lookup) re-resolve every run; they are not components.
+            if execution.id in run_executions and not type_names[execution.type_id].endswith("Resolver"):
+                state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+                states[node.name[len(prefix):]] = state
+    return states
+
+
+def format_states(states: Dict[str, str]) -> str:
+    executed = [n for n, s in states.items() if s == EXECUTED]
+    cached = [n for n, s in states.items() if s == CACHED]
+    other = [f"{n} ({s.lower()})" for n, s in states.items() if s not in (EXECUTED, CACHED)]
+    lines = [f"  executed: {', '.join(executed) or '-'}", f"  cached:   {', '.join(cached) or '-'}"]
+    if other:
+        lines.append(f"  other:    {', '.join(other)}")
+    return "\n".join(lines)

@@ -1,0 +1,133 @@
+"""The real pipeline, end to end, on a 2,000-row slice of the sample (marked e2e: minutes).
+
+Runs `tfxp run` in a subprocess, as a user would, then checks MLMD and the serving dir.
+"""
+import csv
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipeline.config import PROJECT_ROOT, load_config
+from pipeline.run_summary import CACHED, EXECUTED, latest_run_states
+from serving import predict
+
+from tests.conftest import write_csv_slice
+
+pytestmark = pytest.mark.e2e
+
+COMPONENTS = ["ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "AnomaliesGate",
+              "Transform", "Trainer", "evaluator", "pusher"]
+
+
+def _write_config(tmp_path, csv_path, name="e2e"):
+    config = {
+        "pipeline_name": name, "source_csv": csv_path, "data_root": str(tmp_path / "data"),
+        "shards": 2, "output_root": str(tmp_path / "runs"), "train_steps": 60, "eval_steps": 10,
+        "batch_size": 32, "evaluation": {"min_accuracy": 0.5, "max_accuracy_drop": 0.5},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def _tfxp_run(config_path, pythonpath=None):
+    # cwd: not the project root, which `python -m` would put ahead of PYTHONPATH.
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", config_path],
+                          capture_output=True, text=True, env=env, cwd=os.path.dirname(config_path),
+                          timeout=1200)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    config_path = _write_config(tmp, write_csv_slice(tmp / "slice.csv", 2000))
+    result = _tfxp_run(config_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return tmp, config_path, load_config(config_path), result
+
+
+def test_every_component_executed(first_run):
+    _, _, cfg, _ = first_run
+    states = latest_run_states(cfg.resolved_metadata_path, cfg.pipeline_name)
+    assert {c: states.get(c) for c in COMPONENTS} == {c: EXECUTED for c in COMPONENTS}
+
+
+def test_exactly_one_version_is_pushed_with_a_saved_model(first_run):
+    _, _, cfg, result = first_run
+    versions = os.listdir(cfg.serving_model_dir)
+    assert len(versions) == 1 and versions[0].isdigit()
+    assert os.path.exists(os.path.join(cfg.serving_model_dir, versions[0], "saved_model.pb"))
+    assert f"Pushed model: {os.path.join(cfg.serving_model_dir, versions[0])}" in result.stdout
+
+
+def test_pushed_model_predicts_a_probability_on_a_raw_example(first_run):
+    _, _, cfg, result = first_run
+    model_dir = predict.latest_version(cfg.serving_model_dir)
+    examples = predict.first_raw_examples(cfg.resolved_data_root, "eval", 5)
+    probabilities = predict.predict_serialized(model_dir, examples)
+    assert probabilities.shape == (5,)
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+    assert "P(big tipper) =" in result.stdout
+
+
+def test_rerun_with_nothing_changed_executes_no_component(first_run):
+    _, config_path, cfg, _ = first_run
+    result = _tfxp_run(config_path)
+    assert result.returncode == 0, result.stderr[-5000:]
+    states = latest_run_states(cfg.resolved_metadata_path, cfg.pipeline_name)
+    assert {c: states.get(c) for c in COMPONENTS} == {c: CACHED for c in COMPONENTS}
+    assert len(os.listdir(cfg.serving_model_dir)) == 1
+    assert "No new version was pushed" in result.stdout
+
+
+def test_editing_the_model_reruns_only_the_trainer_and_what_follows(first_run, tmp_path):
+    _, config_path, cfg, _ = first_run
+    # A data scientist's edit, on a copy of the package that shadows the installed one.
+    shutil.copytree(os.path.join(PROJECT_ROOT, "components"), tmp_path / "components",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    model_py = tmp_path / "components" / "model.py"
+    source = model_py.read_text()
+    assert "HIDDEN_UNITS = (64, 32)" in source
+    model_py.write_text(source.replace("HIDDEN_UNITS = (64, 32)", "HIDDEN_UNITS = (32, 16)"))
+    result = _tfxp_run(config_path, pythonpath=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-5000:]
+    states = latest_run_states(cfg.resolved_metadata_path, cfg.pipeline_name)
+    for component in ["ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+                      "AnomaliesGate", "Transform"]:
+        assert states[component] == CACHED, component
+    for component in ["Trainer", "evaluator", "pusher"]:
+        assert states[component] == EXECUTED, component
+
+
+def _inject_out_of_domain_hours(src, dst, every=7):
+    with open(src, newline="") as f_in, open(dst, "w", newline="") as f_out:
+        reader, writer = csv.DictReader(f_in), None
+        for i, row in enumerate(reader):
+            if writer is None:
+                writer = csv.DictWriter(f_out, fieldnames=reader.fieldnames)
+                writer.writeheader()
+            if i % every == 0:
+                row["trip_start_hour"] = "99"  # the curated schema says 0..23
+            writer.writerow(row)
+
+
+def test_anomalous_data_stops_the_run_before_transform_and_pushes_nothing(tmp_path):
+    clean = write_csv_slice(tmp_path / "clean.csv", 600)
+    _inject_out_of_domain_hours(clean, tmp_path / "anomalous.csv")
+    config_path = _write_config(tmp_path, str(tmp_path / "anomalous.csv"), name="e2e_anomaly")
+    cfg = load_config(config_path)
+    result = _tfxp_run(config_path)
+    assert result.returncode == 3, result.stderr[-5000:]
+    assert "trip_start_hour" in result.stderr and "stopped: data validation failed" in result.stderr
+    states = latest_run_states(cfg.resolved_metadata_path, cfg.pipeline_name)
+    assert states["ExampleValidator"] == EXECUTED
+    assert states["AnomaliesGate"] == "FAILED"
+    assert not {"Transform", "Trainer", "evaluator", "pusher"} & set(states)
+    assert predict.model_versions(cfg.serving_model_dir) == []
