@@ -7,6 +7,7 @@ import os
 import shutil
 import time
 
+from components import features as features_lib
 from pipeline.config import PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True) 
               f"the served model is still: {latest}")
     example = predict.first_raw_examples(cfg.resolved_data_root, "eval", 1)[0]
     probability = float(predict.predict_serialized(latest, [example])[0])
-    print(f"Prediction of the served model on the first raw eval example: "
-          f"P(big tipper) = {probability:.3f}")
+    shown = ["payment_type", "fare", "trip_miles", "trip_start_hour", "company", *features_lib.LABEL_SOURCE_KEYS]
+    print(f"Prediction of the served model on the first raw eval example "
+          f"({predict.describe_example(example, shown)}): P(big tipper) = {probability:.3f}")
     return 0

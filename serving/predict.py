@@ -44,3 +44,20 @@ def first_raw_examples(data_root: str, split: str = "eval", count: int = 1) -> L
     compression = "GZIP" if files[0].endswith(".gz") else ""
     dataset = tf.data.TFRecordDataset(files, compression_type=compression).take(count)
     return [record.numpy() for record in dataset]
+
+
+def describe_example(serialized: bytes, names: Sequence[str]) -> str:
+    """'name=value, ...' for the named features present in a serialized tf.Example."""
+    import tensorflow as tf
+
+    feature = tf.train.Example.FromString(serialized).features.feature
+    parts = []
+    for name in names:
+        if name in feature:
+            value = getattr(feature[name], feature[name].WhichOneof("kind")).value[0]
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            elif isinstance(value, float):
+                value = round(value, 2)
+            parts.append(f"{name}={value}")
+    return ", ".join(parts)
