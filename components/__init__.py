@@ -9,3 +9,15 @@ out Keras 3 as ``tf.keras``. The switch must be set before TensorFlow resolves
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+
+def __getattr__(name):
+    # Custom TFX artifact types are imported by their type name on Kubeflow, which must be
+    # "<module>.<Class>": expose them here, lazily, so importing `components` stays cheap.
+    if name == "DataValidationVerdict":
+        from components.anomalies_gate import DataValidationVerdict
+        return DataValidationVerdict
+    if name == "TFLiteModel":
+        from components.tflite_converter import TFLiteModel
+        return TFLiteModel
+    raise AttributeError(f"module 'components' has no attribute {name!r}")

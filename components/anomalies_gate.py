@@ -23,7 +23,9 @@ VERDICT_FILE = "verdict.json"
 
 class DataValidationVerdict(types.Artifact):
     """The gate's output: which splits were checked, found clean."""
-    TYPE_NAME = "DataValidationVerdict"
+    # KFP v2 needs "<module>.<Class>" (one dot) and its container entrypoint imports the class
+    # from that path: `components` exposes it (components/__init__.py).
+    TYPE_NAME = "components.DataValidationVerdict"
 
 
 class AnomaliesFoundError(RuntimeError):

@@ -72,6 +72,11 @@ def build_model(cardinalities: Dict[str, int], learning_rate: float = 0.001) -> 
         x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
     output = keras.layers.Dense(1, activation="sigmoid", name="big_tipper_probability")(x)
     model = keras.Model(inputs=inputs, outputs=output)
+    compile_model(model, learning_rate)
+    return model
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> None:
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.BinaryCrossentropy(),
@@ -79,7 +84,6 @@ def build_model(cardinalities: Dict[str, int], learning_rate: float = 0.001) -> 
     )
     if not USE_AUTOGRAPH:
         skip_autograph(model)
-    return model
 
 
 def skip_autograph(model: keras.Model) -> None:

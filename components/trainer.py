@@ -13,6 +13,7 @@ strategy, and exports a SavedModel with two signatures:
 from __future__ import annotations
 
 import logging
+import os
 from typing import Dict, List, Union
 
 import tensorflow as tf
@@ -26,7 +27,14 @@ from components import strategy as strategy_lib
 log = logging.getLogger(__name__)
 
 SHUFFLE_BUFFER = 10_000
-DEFAULTS = {"strategy": "mirrored", "batch_size": 64, "learning_rate": 0.001}
+DEFAULTS = {"strategy": "mirrored", "batch_size": 64, "learning_rate": 0.001,
+            "quantization_aware_training": False, "qat_steps": 200}
+
+# Beside Format-Serving in the Model artifact: the bare Keras model over TRANSFORMED features
+# (what the TFLite branch converts: tf.Transform's ops are not TFLite builtins), and its
+# quantization-aware-trained twin when enabled.
+TRANSFORMED_MODEL_DIR = "Format-Transformed"
+QAT_MODEL_DIR = "Format-TransformedQAT"
 
 
 def _expand_patterns(file_pattern: Union[str, List[str]]) -> List[str]:
@@ -93,6 +101,41 @@ def export_serving_model(model, tf_transform_output, export_dir: str) -> None:
     log.info("exported the serving model to %s", export_dir)
 
 
+def export_transformed_model(model, export_dir: str) -> None:
+    """Saves the bare model: serving_default takes the transformed features, [batch, 1] each."""
+    specs = {name: tf.TensorSpec([None, 1], tensor.dtype, name=name)
+             for name, tensor in zip(model.input_names, model.inputs)}
+
+    @tf.function(input_signature=[specs])
+    def serve_transformed(features):
+        return {"outputs": model(features)}
+
+    tf.saved_model.save(model, export_dir, signatures={"serving_default": serve_transformed})
+
+
+def train_quantization_aware(model, train_ds, steps: int, learning_rate: float):
+    """Fine-tunes a quantization-aware copy of the trained model (tfmot, fake-quant on Dense layers).
+
+    tfmot's default scheme does not cover Embedding, so only the Dense layers are annotated;
+    the int8 conversion calibrates the rest with representative examples.
+    """
+    import tensorflow_model_optimization as tfmot
+
+    quantize = tfmot.quantization.keras
+
+    def annotate(layer):
+        if isinstance(layer, keras.layers.Dense):
+            return quantize.quantize_annotate_layer(layer)
+        return layer
+
+    annotated = keras.models.clone_model(model, clone_function=annotate)
+    annotated.set_weights(model.get_weights())
+    qat_model = quantize.quantize_apply(annotated)
+    model_lib.compile_model(qat_model, learning_rate)
+    qat_model.fit(train_ds, epochs=1, steps_per_epoch=steps, verbose=2)
+    return qat_model
+
+
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (``Trainer(run_fn='components.trainer.run_fn')``)."""
     config = {**DEFAULTS, **(fn_args.custom_config or {})}
@@ -112,3 +155,11 @@ def run_fn(fn_args) -> None:
               validation_data=eval_ds, validation_steps=fn_args.eval_steps, verbose=2,
               callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
     export_serving_model(model, tf_transform_output, fn_args.serving_model_dir)
+    model_root = os.path.dirname(fn_args.serving_model_dir)
+    export_transformed_model(model, os.path.join(model_root, TRANSFORMED_MODEL_DIR))
+    if config["quantization_aware_training"]:
+        log.info("quantization-aware training: %d steps", int(config["qat_steps"]))
+        with strategy.scope():
+            qat_model = train_quantization_aware(model, train_ds, int(config["qat_steps"]),
+                                                 float(config["learning_rate"]))
+        export_transformed_model(qat_model, os.path.join(model_root, QAT_MODEL_DIR))

@@ -1,20 +1,24 @@
 """`tfxp`: the project's command line.
 
     tfxp data   CSV -> sharded TFRecords of tf.train.Example
-    tfxp run    run the whole pipeline locally (LocalDagRunner on Beam)
+    tfxp run       run the whole pipeline locally (LocalDagRunner on Beam)
+    tfxp compile   compile it for Kubeflow Pipelines (KFP v2 PipelineSpec YAML)
+    tfxp submit    compile and submit a run to a Kubeflow Pipelines host
 """
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 import sys
 
 import pipeline  # noqa: F401  (one Keras, before TensorFlow)
 
 
-def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None,
-                        help="YAML run config (default: pipeline/configs/local.yaml)")
+def _add_config_args(parser: argparse.ArgumentParser, default_file: str = "local.yaml") -> None:
+    from pipeline.config import CONFIG_DIR
+    parser.add_argument("--config", default=os.path.join(CONFIG_DIR, default_file),
+                        help=f"YAML run config (default: pipeline/configs/{default_file})")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set train_steps=200 (repeatable)")
 
@@ -47,6 +51,26 @@ def cmd_run(args) -> int:
     return local_runner.run(cfg, force=args.force, prepare_data=not args.no_data)
 
 
+def cmd_compile(args) -> int:
+    from pipeline import kubeflow_runner
+
+    cfg = _load(args)
+    path = kubeflow_runner.compile_pipeline(cfg, args.output or kubeflow_runner.default_package_path(cfg))
+    print(f"compiled {cfg.pipeline_name!r} for Kubeflow (image {cfg.image}, pipeline root "
+          f"{cfg.resolved_pipeline_root}) to {path}")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from pipeline import kubeflow_runner
+
+    cfg = _load(args)
+    run_id = kubeflow_runner.submit(cfg, args.host, experiment=args.experiment, package_path=args.package,
+                                    run_name=args.run_name)
+    print(f"submitted run {run_id} to {args.host}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfxp", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,7 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-data", action="store_true",
                    help="do not write the sample TFRecords when data_root is missing")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines (KFP v2 YAML)")
+    _add_config_args(p, "kubeflow.yaml")
+    p.add_argument("--output", default=None, help="YAML path (default: runs/kubeflow/<pipeline_name>.yaml)")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("submit", help="compile and submit a run to Kubeflow Pipelines")
+    _add_config_args(p, "kubeflow.yaml")
+    p.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080")
+    p.add_argument("--experiment", default=None, help="experiment name (created if missing)")
+    p.add_argument("--package", default=None, help="submit this compiled YAML instead of compiling")
+    p.add_argument("--run-name", default=None)
+    p.set_defaults(func=cmd_submit)
     return parser
+
 
 
 def main(argv=None) -> int:
@@ -81,9 +119,10 @@ def main(argv=None) -> int:
     from components.anomalies_gate import AnomaliesFoundError
     from data.tfrecords import DataError
     from pipeline.config import ConfigError
+    from pipeline.kubeflow_runner import SubmitError
     try:
         return args.func(args)
-    except (DataError, ConfigError) as e:
+    except (DataError, ConfigError, SubmitError) as e:
         print(f"tfxp {args.command}: error: {e}", file=sys.stderr)
         return 2
     except AnomaliesFoundError as e:

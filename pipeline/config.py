@@ -23,6 +23,32 @@ class ConfigError(ValueError):
     pass
 
 
+# Beam presets: the fixed flags of each runner. `beam_args` adds to them (later flags win).
+BEAM_PRESETS: Dict[str, List[str]] = {
+    # DirectRunner in this process: least start-up, best for small data.
+    "in_memory": ["--direct_running_mode=in_memory"],
+    # DirectRunner with one worker process per core (--direct_num_workers=0).
+    "multi_processing": ["--direct_running_mode=multi_processing", "--direct_num_workers=0"],
+    # Google Cloud Dataflow. Needs a GCP project, a region and a gs:// temp location; to run the
+    # project's code in the workers, also --sdk_container_image=<the pipeline image>.
+    "dataflow": ["--runner=DataflowRunner"],
+    # Apache Flink through Beam's portable Flink runner. Needs --flink_master=<host:port> and an SDK
+    # harness: --environment_type=EXTERNAL with --environment_config=<host:port> of a Beam worker
+    # pool beside the task managers (or DOCKER where Docker runs). Offline, also pass
+    # --flink_job_server_jar=<path>: otherwise Beam downloads the job server jar at run time.
+    "flink": ["--runner=FlinkRunner"],
+    # Apache Spark through Beam's portable Spark runner. Needs --spark_master_url=spark://<host>:7077
+    # and an SDK harness (--environment_type=EXTERNAL|DOCKER as for Flink); offline, also
+    # --spark_job_server_jar=<path>.
+    "spark": ["--runner=SparkRunner"],
+}
+BEAM_REQUIRED_FLAGS: Dict[str, List[str]] = {
+    "dataflow": ["--project", "--region", "--temp_location"],
+    "flink": ["--flink_master", "--environment_type"],
+    "spark": ["--spark_master_url", "--environment_type"],
+}
+
+
 @dataclasses.dataclass
 class EvaluationConfig:
     # The candidate is blessed only if its accuracy is at least this ...
@@ -30,6 +56,23 @@ class EvaluationConfig:
     # ... and it is not worse than the last blessed model by more than this.
     max_accuracy_drop: float = 0.01
     slice_features: List[str] = dataclasses.field(default_factory=lambda: ["trip_start_hour"])
+
+
+TFLITE_QUANTIZATIONS = ("none", "dynamic_range", "float16", "int8")
+
+
+@dataclasses.dataclass
+class TFLiteConfig:
+    enabled: bool = True
+    # One .tflite file per mode: none (float32), dynamic_range, float16, int8 (full integer).
+    quantizations: List[str] = dataclasses.field(default_factory=lambda: ["dynamic_range", "int8"])
+    # Also train a quantization-aware model (tfmot) and convert it to int8 ("qat_int8").
+    quantization_aware_training: bool = False
+    qat_steps: int = 200
+    # int8 calibration: this many transformed training examples.
+    representative_examples: int = 300
+    # A variant is blessed when neither accuracy nor AUC drops more than this below the SavedModel's.
+    max_metric_drop: float = 0.01
 
 
 @dataclasses.dataclass
@@ -52,8 +95,12 @@ class PipelineConfig:
     learning_rate: float = 0.001
     strategy: str = "mirrored"
     enable_cache: bool = True
-    beam_args: List[str] = dataclasses.field(default_factory=lambda: ["--direct_running_mode=in_memory"])
+    beam_preset: str = "in_memory"
+    beam_args: List[str] = dataclasses.field(default_factory=list)
+    # Kubeflow: the pipeline image (built from the Dockerfile) every step runs in.
+    image: str = "tfx-pipeline-project:latest"
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+    tflite: TFLiteConfig = dataclasses.field(default_factory=TFLiteConfig)
 
     def __post_init__(self):
         self.validate()
@@ -95,9 +142,22 @@ class PipelineConfig:
         return self._resolve(self.schema_path)
 
     @property
+    def lite_serving_model_dir(self) -> str:
+        """Where the TFLite Pusher writes versions: serving_model_lite/<name>/<version>/."""
+        return os.path.join(os.path.dirname(self.resolved_serving_dir), "serving_model_lite", self.pipeline_name)
+
+    @property
     def serving_model_dir(self) -> str:
         """Where Pusher writes versions: serving_model/<name>/<version>/."""
         return os.path.join(self.resolved_serving_dir, self.pipeline_name)
+
+    @property
+    def resolved_beam_args(self) -> List[str]:
+        """The preset's flags, then ``beam_args`` (a later flag overrides an earlier one)."""
+        merged: Dict[str, str] = {}
+        for arg in BEAM_PRESETS[self.beam_preset] + list(self.beam_args):
+            merged[arg.split("=", 1)[0]] = arg
+        return list(merged.values())
 
     # -- validation -------------------------------------------------------
     def validate(self) -> None:
@@ -115,6 +175,32 @@ class PipelineConfig:
             raise ConfigError(f"evaluation.min_accuracy must be in [0, 1], got {self.evaluation.min_accuracy}")
         if self.evaluation.max_accuracy_drop < 0:
             raise ConfigError(f"evaluation.max_accuracy_drop must be >= 0, got {self.evaluation.max_accuracy_drop}")
+        if self.beam_preset not in BEAM_PRESETS:
+            raise ConfigError(f"beam_preset must be one of {', '.join(BEAM_PRESETS)}, got {self.beam_preset!r}")
+        given = {arg.split("=", 1)[0] for arg in self.beam_args}
+        missing = [flag for flag in BEAM_REQUIRED_FLAGS.get(self.beam_preset, []) if flag not in given]
+        if missing:
+            raise ConfigError(f"beam_preset {self.beam_preset} needs beam_args {', '.join(missing)} "
+                              f"(see BEAM_PRESETS in pipeline/config.py)")
+        bad = [arg for arg in self.beam_args if not arg.startswith("--")]
+        if bad:
+            raise ConfigError(f"beam_args must be --flag=value, got {', '.join(map(repr, bad))}")
+        lite = self.tflite
+        unknown = [q for q in lite.quantizations if q not in TFLITE_QUANTIZATIONS]
+        if unknown:
+            raise ConfigError(f"tflite.quantizations: unknown mode(s) {', '.join(map(repr, unknown))}; "
+                              f"expected any of {', '.join(TFLITE_QUANTIZATIONS)}")
+        if lite.enabled and not lite.quantizations and not lite.quantization_aware_training:
+            raise ConfigError("tflite: no quantizations and no quantization_aware_training: nothing to "
+                              "convert (set tflite.enabled: false to skip the branch)")
+        needs_examples = "int8" in lite.quantizations or lite.quantization_aware_training
+        if lite.enabled and needs_examples and lite.representative_examples < 1:
+            raise ConfigError("tflite: int8 needs representative examples to calibrate; "
+                              f"tflite.representative_examples must be at least 1, got {lite.representative_examples}")
+        if lite.max_metric_drop < 0:
+            raise ConfigError(f"tflite.max_metric_drop must be >= 0, got {lite.max_metric_drop}")
+        if lite.quantization_aware_training and lite.qat_steps < 1:
+            raise ConfigError(f"tflite.qat_steps must be at least 1, got {lite.qat_steps}")
         from components import features as features_lib
         known = features_lib.by_name()
         for name in self.evaluation.slice_features:
@@ -126,7 +212,7 @@ class PipelineConfig:
 
 
 # Nested config sections, by parent class.
-_SECTIONS = {PipelineConfig: {"evaluation": EvaluationConfig}}
+_SECTIONS = {PipelineConfig: {"evaluation": EvaluationConfig, "tflite": TFLiteConfig}}
 
 
 def _coerce(value: str, current: Any, key: str) -> Any:
@@ -193,9 +279,7 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Pi
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
-    defaults = PipelineConfig.__new__(PipelineConfig)
-    for f in dataclasses.fields(PipelineConfig):
-        setattr(defaults, f.name, f.default if f.default is not dataclasses.MISSING else f.default_factory())
+    defaults = PipelineConfig()  # tells each override the type of the field it replaces
     for override in overrides:
         _apply_override(data, defaults, override)
     try:

@@ -60,6 +60,25 @@ def execute(cfg: PipelineConfig) -> None:
     tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
 
 
+def print_tflite_report(cfg: PipelineConfig) -> None:
+    """The TFLite evaluator's table (per variant: size, metrics, drop, latency, blessed) and the lite push."""
+    import json
+
+    from components.tflite_evaluator import REPORT_FILE, format_report
+    from pipeline import run_summary
+    from serving import predict
+
+    uri = run_summary.latest_output_uri(cfg.resolved_metadata_path, cfg.pipeline_name, "tflite_evaluator", "blessing")
+    if uri is None or not os.path.exists(os.path.join(uri, REPORT_FILE)):
+        print("TFLite branch: no evaluation in this run.")
+        return
+    with open(os.path.join(uri, REPORT_FILE)) as f:
+        print(format_report(json.load(f)))
+    latest_lite = predict.latest_version(cfg.lite_serving_model_dir, marker_suffix=".tflite")
+    print(f"Pushed TFLite models: {latest_lite}" if latest_lite else
+          f"No TFLite model has been pushed to {cfg.lite_serving_model_dir}.")
+
+
 def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True) -> int:
     """`tfxp run`: data if missing, the whole pipeline, then where the served model is and a prediction."""
     from absl import logging as absl_logging
@@ -95,6 +114,8 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True) 
     else:
         print(f"No new version was pushed (components cached, or the candidate was not blessed); "
               f"the served model is still: {latest}")
+    if cfg.tflite.enabled:
+        print_tflite_report(cfg)
     example = predict.first_raw_examples(cfg.resolved_data_root, "eval", 1)[0]
     probability = float(predict.predict_serialized(latest, [example])[0])
     shown = ["payment_type", "fare", "trip_miles", "trip_start_hour", "company", *features_lib.LABEL_SOURCE_KEYS]

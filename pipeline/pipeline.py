@@ -3,6 +3,8 @@
 ImportExampleGen -> StatisticsGen -> SchemaGen | ImportSchemaGen -> ExampleValidator
 -> AnomaliesGate -> Transform -> Trainer -> Evaluator (baseline: latest blessed model)
 -> Pusher (only when blessed) -> serving_model/<name>/<version>/
+Trainer -> TFLiteConverter -> TFLiteEvaluator (vs the SavedModel) -> Pusher (lite)
+-> serving_model_lite/<name>/<version>/
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from tfx import v1 as tfx
 from components import features as F
 from components.anomalies_gate import AnomaliesGate
 from components.baseline import CANDIDATE_KEY, LatestBlessedNonCandidateModelStrategy
+from components.tflite_converter import TFLiteConverter
+from components.tflite_evaluator import TFLiteEvaluator
 from pipeline.code_fingerprint import module_fingerprint
 from pipeline.config import PipelineConfig
 
@@ -40,7 +44,10 @@ def make_eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
             tfma.MetricConfig(class_name="AUC"),
-            tfma.MetricConfig(class_name="BinaryAccuracy", threshold=accuracy_threshold),
+            # Gate on the overall slice only: per-hour slices (~200 examples each) are too noisy
+            # to block a push; they are computed for analysis.
+            tfma.MetricConfig(class_name="BinaryAccuracy", per_slice_thresholds=[
+                tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=accuracy_threshold)]),
         ])])
 
 
@@ -88,6 +95,8 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
             "strategy": cfg.strategy,
             "batch_size": cfg.batch_size,
             "learning_rate": cfg.learning_rate,
+            "quantization_aware_training": cfg.tflite.enabled and cfg.tflite.quantization_aware_training,
+            "qat_steps": cfg.tflite.qat_steps,
             "code_fingerprint": module_fingerprint(_module_of(RUN_FN)),
         })
 
@@ -121,12 +130,39 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=cfg.serving_model_dir)),
     ).with_id("pusher")
 
+    components = [example_gen, statistics_gen, schema_gen, example_validator, anomalies_gate,
+                  transform, trainer, baseline_resolver, evaluator, pusher]
+    if cfg.tflite.enabled:
+        # TFLite branch: convert -> evaluate each variant against the SavedModel -> push the blessed ones.
+        tflite_converter = TFLiteConverter(
+            model=trainer.outputs["model"],
+            transformed_examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            quantizations=cfg.tflite.quantizations,
+            quantization_aware_training=cfg.tflite.quantization_aware_training,
+            representative_examples=cfg.tflite.representative_examples,
+        ).with_id("tflite_converter")
+        tflite_evaluator = TFLiteEvaluator(
+            tflite_model=tflite_converter.outputs["tflite_model"],
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            transformed_examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            max_metric_drop=cfg.tflite.max_metric_drop,
+        ).with_id("tflite_evaluator")
+        pusher_lite = tfx.components.Pusher(
+            model=tflite_evaluator.outputs["lite_model"],
+            model_blessing=tflite_evaluator.outputs["blessing"],
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=cfg.lite_serving_model_dir)),
+        ).with_id("pusher_lite")
+        components += [tflite_converter, tflite_evaluator, pusher_lite]
+
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline_name,
         pipeline_root=cfg.resolved_pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, anomalies_gate,
-                    transform, trainer, baseline_resolver, evaluator, pusher],
+        components=components,
         enable_cache=cfg.enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=beam_pipeline_args if beam_pipeline_args is not None else list(cfg.beam_args),
+        beam_pipeline_args=beam_pipeline_args if beam_pipeline_args is not None else cfg.resolved_beam_args,
     )

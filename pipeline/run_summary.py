@@ -7,15 +7,21 @@ from typing import Dict
 EXECUTED, CACHED, FAILED = "COMPLETE", "CACHED", "FAILED"
 
 
-def latest_run_states(metadata_path: str, pipeline_name: str) -> Dict[str, str]:
-    """{node id: 'COMPLETE' | 'CACHED' | 'FAILED' | ...} for the newest run of ``pipeline_name``."""
+def _store(metadata_path: str):
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(config)
+    return metadata_store.MetadataStore(config)
+
+
+def latest_run_states(metadata_path: str, pipeline_name: str) -> Dict[str, str]:
+    """{node id: 'COMPLETE' | 'CACHED' | 'FAILED' | ...} for the newest run of ``pipeline_name``."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    store = _store(metadata_path)
     runs = [c for c in store.get_contexts_by_type("pipeline_run")
             if c.properties["pipeline_name"].string_value == pipeline_name] or \
         store.get_contexts_by_type("pipeline_run")
@@ -35,6 +41,28 @@ def latest_run_states(metadata_path: str, pipeline_name: str) -> Dict[str, str]:
                 state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
                 states[node.name[len(prefix):]] = state
     return states
+
+
+def latest_output_uri(metadata_path: str, pipeline_name: str, node_id: str, output_key: str):
+    """URI of ``node_id``'s ``output_key`` artifact in its newest execution (executed or cached), or None."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    store = _store(metadata_path)
+    node = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
+    if node is None:
+        return None
+    executions = [e for e in store.get_executions_by_context(node.id)
+                  if e.last_known_state in (metadata_store_pb2.Execution.COMPLETE,
+                                            metadata_store_pb2.Execution.CACHED)]
+    if not executions:
+        return None
+    latest = max(executions, key=lambda e: (e.create_time_since_epoch, e.id))
+    events = [e for e in store.get_events_by_execution_ids([latest.id])
+              if e.type == metadata_store_pb2.Event.OUTPUT
+              and any(step.key == output_key for step in e.path.steps)]
+    if not events:
+        return None
+    return store.get_artifacts_by_id([events[0].artifact_id])[0].uri
 
 
 def format_states(states: Dict[str, str]) -> str:

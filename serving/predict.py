@@ -7,20 +7,27 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 
-def model_versions(serving_model_dir: str) -> List[str]:
+def _is_complete(version_dir: str, marker_suffix: str) -> bool:
+    if marker_suffix == "saved_model.pb":  # Pusher copies saved_model.pb last
+        return os.path.exists(os.path.join(version_dir, marker_suffix))
+    return any(name.endswith(marker_suffix) for name in os.listdir(version_dir))
+
+
+def model_versions(serving_model_dir: str, marker_suffix: str = "saved_model.pb") -> List[str]:
     """Version directories Pusher wrote under serving_model/<name>/, oldest first.
 
-    Only complete versions count: Pusher copies ``saved_model.pb`` last.
+    Only complete versions count: ones holding a file ending in ``marker_suffix``
+    (``saved_model.pb`` for SavedModels, ``.tflite`` for the TFLite pushes).
     """
     if not os.path.isdir(serving_model_dir):
         return []
     versions = [d for d in os.listdir(serving_model_dir)
-                if d.isdigit() and os.path.exists(os.path.join(serving_model_dir, d, "saved_model.pb"))]
+                if d.isdigit() and _is_complete(os.path.join(serving_model_dir, d), marker_suffix)]
     return [os.path.join(serving_model_dir, d) for d in sorted(versions, key=int)]
 
 
-def latest_version(serving_model_dir: str) -> Optional[str]:
-    versions = model_versions(serving_model_dir)
+def latest_version(serving_model_dir: str, marker_suffix: str = "saved_model.pb") -> Optional[str]:
+    versions = model_versions(serving_model_dir, marker_suffix)
     return versions[-1] if versions else None
 
 

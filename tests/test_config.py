@@ -20,6 +20,27 @@ def test_overrides_are_typed_like_the_field():
     assert cfg.beam_args == ["--a", "--b"]
 
 
+def test_beam_preset_flags_come_first_and_beam_args_override_them():
+    cfg = load_config(overrides=["beam_preset=multi_processing", "beam_args=[--direct_num_workers=2]"])
+    assert cfg.resolved_beam_args == ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    assert load_config().resolved_beam_args == ["--direct_running_mode=in_memory"]
+
+
+def test_remote_beam_preset_names_the_flags_it_still_needs():
+    with pytest.raises(ConfigError, match="dataflow needs beam_args --project, --region, --temp_location"):
+        load_config(overrides=["beam_preset=dataflow"])
+    cfg = load_config(overrides=["beam_preset=dataflow",
+                                 "beam_args=[--project=p, --region=europe-west1, --temp_location=gs://b/tmp]"])
+    assert cfg.resolved_beam_args[0] == "--runner=DataflowRunner"
+
+
+def test_kubeflow_preset_loads():
+    from pipeline.config import CONFIG_DIR
+    cfg = load_config(f"{CONFIG_DIR}/kubeflow.yaml")
+    assert cfg.resolved_pipeline_root.startswith("gs://")
+    assert cfg.beam_preset == "multi_processing"
+
+
 def test_yaml_file_is_read(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("pipeline_name: other\ntrain_steps: 3\nevaluation:\n  slice_features: [payment_type]\n")
@@ -35,6 +56,8 @@ def test_yaml_file_is_read(tmp_path):
     (["evaluation.slice_features=[nope]"], "not a feature"),
     (["enable_cache=maybe"], "true or false"),
     (["train_steps"], "key=value"),
+    (["beam_preset=warp"], "beam_preset must be one of"),
+    (["beam_args=[direct_num_workers=2]"], "--flag=value"),
 ])
 def test_bad_overrides_fail_with_a_clear_message(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -23,11 +23,11 @@ COMPONENTS = ["ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleVa
               "Transform", "Trainer", "evaluator", "pusher"]
 
 
-def _write_config(tmp_path, csv_path, name="e2e"):
+def _write_config(tmp_path, csv_path, name="e2e", **extra):
     config = {
         "pipeline_name": name, "source_csv": csv_path, "data_root": str(tmp_path / "data"),
         "shards": 2, "output_root": str(tmp_path / "runs"), "train_steps": 60, "eval_steps": 10,
-        "batch_size": 32, "evaluation": {"min_accuracy": 0.5, "max_accuracy_drop": 0.5},
+        "batch_size": 32, "evaluation": {"min_accuracy": 0.5, "max_accuracy_drop": 0.5}, **extra,
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -118,10 +118,13 @@ def _inject_out_of_domain_hours(src, dst, every=7):
             writer.writerow(row)
 
 
-def test_anomalous_data_stops_the_run_before_transform_and_pushes_nothing(tmp_path):
+# Both local Beam presets run the Beam components (ExampleGen, StatisticsGen, ExampleValidator).
+@pytest.mark.parametrize("beam_preset", ["in_memory", "multi_processing"])
+def test_anomalous_data_stops_the_run_before_transform_and_pushes_nothing(tmp_path, beam_preset):
     clean = write_csv_slice(tmp_path / "clean.csv", 600)
     _inject_out_of_domain_hours(clean, tmp_path / "anomalous.csv")
-    config_path = _write_config(tmp_path, str(tmp_path / "anomalous.csv"), name="e2e_anomaly")
+    config_path = _write_config(tmp_path, str(tmp_path / "anomalous.csv"), name="e2e_anomaly",
+                                beam_preset=beam_preset)
     cfg = load_config(config_path)
     result = _tfxp_run(config_path)
     assert result.returncode == 3, result.stderr[-5000:]
