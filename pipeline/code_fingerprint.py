@@ -26,22 +26,40 @@ def _source_file(module: str):
     return spec.origin if spec and spec.origin and spec.origin.endswith(".py") else None
 
 
+class _ImportCollector(ast.NodeVisitor):
+    """Module-level imports (including in if/try/class bodies), not those inside functions:
+    a lazy import in a function (e.g. a PEP 562 ``__getattr__``) is not a dependency of
+    whoever imports the module."""
+
+    def __init__(self, package: str):
+        self.package = package
+        self.modules = []
+
+    def visit_FunctionDef(self, node):  # noqa: N802
+        pass
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+    visit_Lambda = visit_FunctionDef
+
+    def visit_Import(self, node):  # noqa: N802
+        self.modules.extend(alias.name for alias in node.names)
+
+    def visit_ImportFrom(self, node):  # noqa: N802
+        base = node.module or ""
+        if node.level:
+            parts = self.package.split(".")
+            base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+        self.modules.append(base)
+        # `from components import features` imports a module, not only a name.
+        self.modules.extend(f"{base}.{alias.name}" for alias in node.names)
+
+
 def _imported_modules(path: str, module: str) -> Iterable[str]:
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read(), filename=path)
-    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                yield alias.name
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
-            yield base
-            for alias in node.names:  # `from components import features` imports a module
-                yield f"{base}.{alias.name}"
+    collector = _ImportCollector(module if path.endswith("__init__.py") else module.rpartition(".")[0])
+    collector.visit(tree)
+    return collector.modules
 
 
 def project_source_files(module: str) -> Set[str]:

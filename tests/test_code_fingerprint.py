@@ -40,3 +40,14 @@ def _tmp_source(root, module):
     if (path / "__init__.py").exists():
         return str(path / "__init__.py")
     return str(path.with_suffix(".py")) if path.with_suffix(".py").exists() else None
+
+
+def test_imports_inside_functions_are_not_dependencies(tmp_path, monkeypatch):
+    pkg = tmp_path / "components"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("def __getattr__(name):\n    from components import model\n")
+    (pkg / "model.py").write_text("UNITS = 8\n")
+    (pkg / "preprocessing.py").write_text("X = 1\n")
+    monkeypatch.setattr(cf, "_source_file", lambda m: _tmp_source(tmp_path, m))
+    files = {os.path.basename(p) for p in cf.project_source_files("components.preprocessing")}
+    assert files == {"__init__.py", "preprocessing.py"}
