@@ -80,7 +80,10 @@ def serving_raw_feature_spec(tf_transform_output) -> Dict[str, tf.io.VarLenFeatu
 
 
 def export_serving_model(model, tf_transform_output, export_dir: str) -> None:
-    """Saves ``model`` with the serving_default and transform_features signatures."""
+    """Saves ``model`` with the serving_default and transform_features signatures.
+
+    Attaches the tf.Transform layer to ``model`` (so it is saved with it): call it last.
+    """
     model.tft_layer = tf_transform_output.transform_features_layer()  # tracked, so it is saved
     serving_spec = serving_raw_feature_spec(tf_transform_output)
     full_spec = tf_transform_output.raw_feature_spec()
@@ -154,12 +157,13 @@ def run_fn(fn_args) -> None:
     model.fit(train_ds, epochs=1, steps_per_epoch=fn_args.train_steps,
               validation_data=eval_ds, validation_steps=fn_args.eval_steps, verbose=2,
               callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
-    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir)
     model_root = os.path.dirname(fn_args.serving_model_dir)
-    export_transformed_model(model, os.path.join(model_root, TRANSFORMED_MODEL_DIR))
+    # QAT clones the model, so it runs before export_serving_model attaches the tf.Transform layer.
     if config["quantization_aware_training"]:
         log.info("quantization-aware training: %d steps", int(config["qat_steps"]))
         with strategy.scope():
             qat_model = train_quantization_aware(model, train_ds, int(config["qat_steps"]),
                                                  float(config["learning_rate"]))
         export_transformed_model(qat_model, os.path.join(model_root, QAT_MODEL_DIR))
+    export_transformed_model(model, os.path.join(model_root, TRANSFORMED_MODEL_DIR))
+    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir)

@@ -84,3 +84,22 @@ def transformed(tmp_path_factory, sample_tfrecords, curated_schema):
         files[split] = str(path.parent / "*")
     return {"transform_output": str(out / "transform_graph"), "files": files, "raw": sample_tfrecords,
             "rows": transformed_data}
+
+
+@pytest.fixture(scope="session")
+def trained_model(transformed, tmp_path_factory):
+    """run_fn, as the Trainer calls it, on the transformed slice, with quantization-aware training on."""
+    from tfx.components.trainer.fn_args_utils import FnArgs
+
+    from components import trainer
+
+    out = tmp_path_factory.mktemp("trainer") / "model"
+    fn_args = FnArgs(
+        train_files=[transformed["files"]["train"]], eval_files=[transformed["files"]["eval"]],
+        transform_output=transformed["transform_output"], serving_model_dir=str(out / "Format-Serving"),
+        model_run_dir=str(out.parent / "run"), train_steps=60, eval_steps=2,
+        custom_config={"strategy": "mirrored", "batch_size": 16, "quantization_aware_training": True,
+                       "qat_steps": 20})
+    trainer.run_fn(fn_args)
+    return {"root": str(out), "serving": str(out / "Format-Serving"),
+            "transformed": str(out / trainer.TRANSFORMED_MODEL_DIR), "qat": str(out / trainer.QAT_MODEL_DIR)}

@@ -3,6 +3,7 @@
 Runs `tfxp run` in a subprocess, as a user would, then checks MLMD and the serving dir.
 """
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ from tests.conftest import write_csv_slice
 pytestmark = pytest.mark.e2e
 
 COMPONENTS = ["ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "AnomaliesGate",
-              "Transform", "Trainer", "evaluator", "pusher"]
+              "Transform", "Trainer", "evaluator", "pusher", "tflite_converter", "tflite_evaluator", "pusher_lite"]
 
 
 def _write_config(tmp_path, csv_path, name="e2e", **extra):
@@ -77,6 +78,20 @@ def test_pushed_model_predicts_a_probability_on_a_raw_example(first_run):
     assert "P(big tipper) =" in result.stdout
 
 
+def test_tflite_variants_are_pushed_with_their_input_contract_and_the_table_is_printed(first_run):
+    _, _, cfg, result = first_run
+    versions = predict.model_versions(cfg.lite_serving_model_dir, marker_suffix=".tflite")
+    assert len(versions) == 1
+    pushed = set(os.listdir(versions[0]))
+    assert {"input_contract.json", "report.json", "transform_graph"} <= pushed
+    with open(os.path.join(versions[0], "report.json")) as f:
+        report = json.load(f)
+    blessed = {name for name, v in report["variants"].items() if v["blessed"]}
+    assert blessed and {f"{name}.tflite" for name in blessed} == {p for p in pushed if p.endswith(".tflite")}
+    assert set(report["variants"]) == {"dynamic_range", "int8"}
+    assert "TFLite variants on" in result.stdout and "Pushed TFLite models:" in result.stdout
+
+
 def test_rerun_with_nothing_changed_executes_no_component(first_run):
     _, config_path, cfg, _ = first_run
     result = _tfxp_run(config_path)
@@ -102,8 +117,23 @@ def test_editing_the_model_reruns_only_the_trainer_and_what_follows(first_run, t
     for component in ["ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
                       "AnomaliesGate", "Transform"]:
         assert states[component] == CACHED, component
-    for component in ["Trainer", "evaluator", "pusher"]:
+    for component in ["Trainer", "evaluator", "pusher", "tflite_converter", "tflite_evaluator", "pusher_lite"]:
         assert states[component] == EXECUTED, component
+
+
+def test_tflite_conversion_beyond_the_tolerance_is_not_pushed_but_the_saved_model_is(tmp_path):
+    # Forced: int8 calibrated on a single example clips nearly every activation, and the
+    # tolerance is zero.
+    config_path = _write_config(tmp_path, write_csv_slice(tmp_path / "slice.csv", 1500), name="e2e_lite",
+                                tflite={"quantizations": ["int8"], "representative_examples": 1,
+                                        "max_metric_drop": 0.0})
+    cfg = load_config(config_path)
+    result = _tfxp_run(config_path)
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert len(predict.model_versions(cfg.serving_model_dir)) == 1
+    assert predict.model_versions(cfg.lite_serving_model_dir, marker_suffix=".tflite") == []
+    assert not os.path.exists(cfg.lite_serving_model_dir) or os.listdir(cfg.lite_serving_model_dir) == []
+    assert "No TFLite model has been pushed" in result.stdout
 
 
 def _inject_out_of_domain_hours(src, dst, every=7):

@@ -36,17 +36,8 @@ def test_missing_files_are_a_clear_error(tft_output, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def exported(transformed, tmp_path_factory):
-    from tfx.components.trainer.fn_args_utils import FnArgs
-
-    out = tmp_path_factory.mktemp("trainer")
-    fn_args = FnArgs(
-        train_files=[transformed["files"]["train"]], eval_files=[transformed["files"]["eval"]],
-        transform_output=transformed["transform_output"], serving_model_dir=str(out / "serving"),
-        model_run_dir=str(out / "run"), train_steps=20, eval_steps=2,
-        custom_config={"strategy": "mirrored", "batch_size": 16})
-    trainer.run_fn(fn_args)
-    return str(out / "serving")
+def exported(trained_model):
+    return trained_model["serving"]
 
 
 def test_run_fn_exports_both_signatures(exported):
