@@ -51,6 +51,14 @@ def make_eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
         ])])
 
 
+def _filesystem_pusher(model, blessing, base_directory: str):
+    """Pusher to <base_directory>/<unix seconds>/, only when ``blessing`` is blessed."""
+    return tfx.components.Pusher(
+        model=model, model_blessing=blessing,
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=base_directory)))
+
+
 def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
                     metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
@@ -123,12 +131,8 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
         eval_config=make_eval_config(cfg),
     ).with_id("evaluator")
 
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=cfg.serving_model_dir)),
-    ).with_id("pusher")
+    pusher = _filesystem_pusher(trainer.outputs["model"], evaluator.outputs["blessing"],
+                                cfg.serving_model_dir).with_id("pusher")
 
     components = [example_gen, statistics_gen, schema_gen, example_validator, anomalies_gate,
                   transform, trainer, baseline_resolver, evaluator, pusher]
@@ -150,12 +154,8 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
             transform_graph=transform.outputs["transform_graph"],
             max_metric_drop=cfg.tflite.max_metric_drop,
         ).with_id("tflite_evaluator")
-        pusher_lite = tfx.components.Pusher(
-            model=tflite_evaluator.outputs["lite_model"],
-            model_blessing=tflite_evaluator.outputs["blessing"],
-            push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=cfg.lite_serving_model_dir)),
-        ).with_id("pusher_lite")
+        pusher_lite = _filesystem_pusher(tflite_evaluator.outputs["lite_model"], tflite_evaluator.outputs["blessing"],
+                                         cfg.lite_serving_model_dir).with_id("pusher_lite")
         components += [tflite_converter, tflite_evaluator, pusher_lite]
 
     return tfx.dsl.Pipeline(
