@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, List, Union
+from typing import Any, Dict, List, Union
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 SHUFFLE_BUFFER = 10_000
 DEFAULTS = {"strategy": "mirrored", "batch_size": 64, "learning_rate": 0.001,
-            "quantization_aware_training": False, "qat_steps": 200}
+            "quantization_aware_training": False, "qat_steps": 200,
+            "cpu_devices": 0, "num_workers": 2, "num_parameter_servers": 1, "worker_timeout_seconds": 1800}
 
 # Beside Format-Serving in the Model artifact: the bare Keras model over TRANSFORMED features
 # (what the TFLite branch converts: tf.Transform's ops are not TFLite builtins), and its
@@ -63,6 +64,10 @@ def make_input_dataset(file_pattern, tf_transform_output, batch_size: int, *,
     if shuffle:
         dataset = dataset.shuffle(SHUFFLE_BUFFER)
     dataset = dataset.repeat(num_epochs).batch(batch_size, drop_remainder=shuffle)
+    # Across workers, shard by record: Transform may write fewer files than there are workers.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = dataset.with_options(options)
 
     def parse(serialized):
         parsed = tf.io.parse_example(serialized, feature_spec)
@@ -139,31 +144,65 @@ def train_quantization_aware(model, train_ds, steps: int, learning_rate: float):
     return qat_model
 
 
-def run_fn(fn_args) -> None:
-    """TFX Trainer entry point (``Trainer(run_fn='components.trainer.run_fn')``)."""
-    config = {**DEFAULTS, **(fn_args.custom_config or {})}
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    strategy = strategy_lib.build_strategy(config["strategy"])
+def train_and_export(job: Dict[str, Any], strategy, export_dir: str, *, is_chief: bool = True) -> None:
+    """Trains under ``strategy`` and exports into ``export_dir`` (a Format-Serving folder).
+
+    ``job``: train_files, eval_files, transform_output, model_run_dir, train_steps, eval_steps
+    and ``config`` (the Trainer's custom_config with DEFAULTS filled in).
+    """
+    config = job["config"]
+    tf_transform_output = tft.TFTransformOutput(job["transform_output"])
     per_replica = int(config["batch_size"])
     global_batch = per_replica * strategy.num_replicas_in_sync
     log.info("batch size: %d per replica x %d replica(s) = %d global", per_replica,
              strategy.num_replicas_in_sync, global_batch)
-
-    train_ds = make_input_dataset(fn_args.train_files, tf_transform_output, global_batch)
-    eval_ds = make_input_dataset(fn_args.eval_files, tf_transform_output, global_batch, shuffle=False)
     with strategy.scope():
         model = model_lib.build_model(model_lib.feature_cardinalities(tf_transform_output),
                                       float(config["learning_rate"]))
-    model.fit(train_ds, epochs=1, steps_per_epoch=fn_args.train_steps,
-              validation_data=eval_ds, validation_steps=fn_args.eval_steps, verbose=2,
-              callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
-    model_root = os.path.dirname(fn_args.serving_model_dir)
+    callbacks = [keras.callbacks.TensorBoard(log_dir=job["model_run_dir"])] if is_chief else []
+    if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
+        # The coordinator hands each worker a dataset it builds itself (DatasetCreator).
+        def dataset_fn(input_context):
+            return make_input_dataset(job["train_files"], tf_transform_output,
+                                      input_context.get_per_replica_batch_size(global_batch))
+
+        train_ds = keras.utils.experimental.DatasetCreator(dataset_fn)
+        model.fit(train_ds, epochs=1, steps_per_epoch=job["train_steps"], verbose=2, callbacks=callbacks)
+    else:
+        train_ds = make_input_dataset(job["train_files"], tf_transform_output, global_batch)
+        eval_ds = make_input_dataset(job["eval_files"], tf_transform_output, global_batch, shuffle=False)
+        model.fit(train_ds, epochs=1, steps_per_epoch=job["train_steps"], validation_data=eval_ds,
+                  validation_steps=job["eval_steps"], verbose=2, callbacks=callbacks)
+    model_root = os.path.dirname(export_dir)
     # QAT clones the model, so it runs before export_serving_model attaches the tf.Transform layer.
-    if config["quantization_aware_training"]:
+    if config["quantization_aware_training"] and not isinstance(train_ds, keras.utils.experimental.DatasetCreator):
         log.info("quantization-aware training: %d steps", int(config["qat_steps"]))
         with strategy.scope():
             qat_model = train_quantization_aware(model, train_ds, int(config["qat_steps"]),
                                                  float(config["learning_rate"]))
         export_transformed_model(qat_model, os.path.join(model_root, QAT_MODEL_DIR))
     export_transformed_model(model, os.path.join(model_root, TRANSFORMED_MODEL_DIR))
-    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir)
+    export_serving_model(model, tf_transform_output, export_dir)
+
+
+def job_from_fn_args(fn_args) -> Dict[str, Any]:
+    return {
+        "train_files": list(fn_args.train_files), "eval_files": list(fn_args.eval_files),
+        "transform_output": fn_args.transform_output, "model_run_dir": fn_args.model_run_dir,
+        "serving_model_dir": fn_args.serving_model_dir, "train_steps": int(fn_args.train_steps),
+        "eval_steps": int(fn_args.eval_steps or 1),
+        "config": {**DEFAULTS, **(fn_args.custom_config or {})},
+    }
+
+
+def run_fn(fn_args) -> None:
+    """TFX Trainer entry point (``Trainer(run_fn='components.trainer.run_fn')``)."""
+    job = job_from_fn_args(fn_args)
+    config = job["config"]
+    strategy_lib.validate(config["strategy"])
+    if strategy_lib.needs_own_processes(config):
+        from components import distributed
+        distributed.train_in_worker_processes(job)
+        return
+    strategy = strategy_lib.build_strategy(config["strategy"])
+    train_and_export(job, strategy, fn_args.serving_model_dir)

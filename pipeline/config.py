@@ -94,6 +94,12 @@ class PipelineConfig:
     batch_size: int = 64
     learning_rate: float = 0.001
     strategy: str = "mirrored"
+    # mirrored on a CPU-only machine: split the CPU into this many logical devices (replicas).
+    cpu_devices: int = 0
+    # multi_worker_mirrored: local worker processes; parameter_server: workers + parameter servers.
+    num_workers: int = 2
+    num_parameter_servers: int = 1
+    worker_timeout_seconds: int = 1800
     enable_cache: bool = True
     beam_preset: str = "in_memory"
     beam_args: List[str] = dataclasses.field(default_factory=list)
@@ -165,7 +171,10 @@ class PipelineConfig:
 
         if not self.pipeline_name or not self.pipeline_name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"pipeline_name must be letters, digits, '-' or '_', got {self.pipeline_name!r}")
-        for name in ("train_steps", "eval_steps", "batch_size", "shards"):
+        if self.cpu_devices < 0:
+            raise ConfigError(f"cpu_devices must be >= 0, got {self.cpu_devices}")
+        for name in ("train_steps", "eval_steps", "batch_size", "shards", "num_workers", "num_parameter_servers",
+                     "worker_timeout_seconds"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.strategy not in strategy_lib.STRATEGY_NAMES:

@@ -123,10 +123,15 @@ def test_editing_the_model_reruns_only_the_trainer_and_what_follows(first_run, t
 
 def test_tflite_conversion_beyond_the_tolerance_is_not_pushed_but_the_saved_model_is(tmp_path):
     # Forced: int8 calibrated on a single example clips nearly every activation, and the
-    # tolerance is zero.
+    # tolerance is zero. The model must be trained enough to have something to lose: at 60 steps
+    # it is barely better than the majority class and a clipped int8 copy can even beat it.
     config_path = _write_config(tmp_path, write_csv_slice(tmp_path / "slice.csv", 1500), name="e2e_lite",
                                 tflite={"quantizations": ["int8"], "representative_examples": 1,
                                         "max_metric_drop": 0.0})
+    config = yaml.safe_load(open(config_path))
+    config["train_steps"] = 400
+    with open(config_path, "w") as f:
+        yaml.safe_dump(config, f)
     cfg = load_config(config_path)
     result = _tfxp_run(config_path)
     assert result.returncode == 0, result.stderr[-5000:]
@@ -134,6 +139,21 @@ def test_tflite_conversion_beyond_the_tolerance_is_not_pushed_but_the_saved_mode
     assert predict.model_versions(cfg.lite_serving_model_dir, marker_suffix=".tflite") == []
     assert not os.path.exists(cfg.lite_serving_model_dir) or os.listdir(cfg.lite_serving_model_dir) == []
     assert "No TFLite model has been pushed" in result.stdout
+    report = _tflite_report(result.stdout)
+    assert report["int8"]["blessed"] == "no"
+
+
+def _tflite_report(stdout):
+    """{variant: {"blessed": "yes" | "no"}} from the table tfxp run prints."""
+    rows = {}
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("TFLite variants on"))
+    for line in lines[start + 2:]:
+        if not line.startswith("  "):
+            break
+        cells = line.split()
+        rows[cells[0]] = {"blessed": cells[-1]}
+    return rows
 
 
 def _inject_out_of_domain_hours(src, dst, every=7):
