@@ -24,13 +24,7 @@ def latest_artifacts():
     """Latest Trainer model and Transform outputs of the default pipeline (run `make run` first)."""
     from pipeline import run_summary
 
-    cfg = load_config()
-    found = {}
-    for node, key in [("Trainer", "model"), ("Transform", "transform_graph"),
-                      ("Transform", "transformed_examples")]:
-        uri = run_summary.latest_output_uri(cfg.resolved_metadata_path, cfg.pipeline_name, node, key) \
-            if os.path.exists(cfg.resolved_metadata_path) else None
-        if uri is None:
-            raise SystemExit(f"no {node} output found in {cfg.resolved_metadata_path}: run `make run` first")
-        found[key] = uri
-    return found
+    try:
+        return run_summary.latest_pipeline_outputs(load_config())
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from None

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 SHUFFLE_BUFFER = 10_000
 DEFAULTS = {"strategy": "mirrored", "batch_size": 64, "learning_rate": 0.001,
             "quantization_aware_training": False, "qat_steps": 200,
-            "cpu_devices": 0, "num_workers": 2, "num_parameter_servers": 1, "worker_timeout_seconds": 1800}
+            "cpu_devices": 0, "input_cache": True, "num_workers": 2, "num_parameter_servers": 1, "worker_timeout_seconds": 1800}
 
 # Beside Format-Serving in the Model artifact: the bare Keras model over TRANSFORMED features
 # (what the TFLite branch converts: tf.Transform's ops are not TFLite builtins), and its
@@ -47,11 +47,13 @@ def _expand_patterns(file_pattern: Union[str, List[str]]) -> List[str]:
 
 
 def make_input_dataset(file_pattern, tf_transform_output, batch_size: int, *,
-                       shuffle: bool = True, num_epochs=None) -> tf.data.Dataset:
+                       shuffle: bool = True, num_epochs=None, cache: bool = False) -> tf.data.Dataset:
     """(model inputs, label) batches from gzip'd TFRecords of transformed examples.
 
-    Shards are read in parallel (interleave); records are batched first and parsed
-    per batch (vectorized ``parse_example``), which is much cheaper than per record.
+    Shards are read in parallel (interleave, in non-deterministic order when shuffling);
+    ``cache`` keeps the decompressed records in memory after the first pass (for data that
+    fits); records are shuffled, batched, then parsed per batch (vectorized
+    ``parse_example``, much cheaper than per record); ``prefetch`` overlaps input and training.
     """
     files = _expand_patterns(file_pattern)
     feature_spec = tf_transform_output.transformed_feature_spec()
@@ -61,9 +63,12 @@ def make_input_dataset(file_pattern, tf_transform_output, batch_size: int, *,
     dataset = dataset.interleave(
         lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
         cycle_length=len(files), num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
+    if cache:
+        dataset = dataset.cache()
     if shuffle:
         dataset = dataset.shuffle(SHUFFLE_BUFFER)
-    dataset = dataset.repeat(num_epochs).batch(batch_size, drop_remainder=shuffle)
+    # Training repeats forever, so its batches are always full; a finite read keeps every example.
+    dataset = dataset.repeat(num_epochs).batch(batch_size)
     # Across workers, shard by record: Transform may write fewer files than there are workers.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -169,7 +174,8 @@ def train_and_export(job: Dict[str, Any], strategy, export_dir: str, *, is_chief
         train_ds = keras.utils.experimental.DatasetCreator(dataset_fn)
         model.fit(train_ds, epochs=1, steps_per_epoch=job["train_steps"], verbose=2, callbacks=callbacks)
     else:
-        train_ds = make_input_dataset(job["train_files"], tf_transform_output, global_batch)
+        train_ds = make_input_dataset(job["train_files"], tf_transform_output, global_batch,
+                                      cache=bool(config["input_cache"]))
         eval_ds = make_input_dataset(job["eval_files"], tf_transform_output, global_batch, shuffle=False)
         model.fit(train_ds, epochs=1, steps_per_epoch=job["train_steps"], validation_data=eval_ds,
                   validation_steps=job["eval_steps"], verbose=2, callbacks=callbacks)

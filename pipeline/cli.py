@@ -4,6 +4,7 @@
     tfxp run       run the whole pipeline locally (LocalDagRunner on Beam)
     tfxp compile   compile it for Kubeflow Pipelines (KFP v2 PipelineSpec YAML)
     tfxp submit    compile and submit a run to a Kubeflow Pipelines host
+    tfxp diagnose-input   is training input-bound or compute-bound? (after a run)
 """
 from __future__ import annotations
 
@@ -71,6 +72,17 @@ def cmd_submit(args) -> int:
     return 0
 
 
+def cmd_diagnose_input(args) -> int:
+    from pipeline import diagnose_input, run_summary
+
+    cfg = _load(args)
+    found = run_summary.latest_pipeline_outputs(cfg)
+    print(f"measuring the latest Transform output: {found['transformed_examples']}", flush=True)
+    print(diagnose_input.format_diagnosis(diagnose_input.diagnose(
+        found["transformed_examples"], found["transform_graph"], args.batch_size or cfg.batch_size)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfxp", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--package", default=None, help="submit this compiled YAML instead of compiling")
     p.add_argument("--run-name", default=None)
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("diagnose-input", help="measure input pipeline vs training throughput (after a run)")
+    _add_config_args(p)
+    p.add_argument("--batch-size", type=int, default=None, help="default: the config's batch_size")
+    p.set_defaults(func=cmd_diagnose_input)
     return parser
 
 
@@ -122,7 +139,7 @@ def main(argv=None) -> int:
     from pipeline.kubeflow_runner import SubmitError
     try:
         return args.func(args)
-    except (DataError, ConfigError, SubmitError) as e:
+    except (DataError, ConfigError, SubmitError, FileNotFoundError) as e:
         print(f"tfxp {args.command}: error: {e}", file=sys.stderr)
         return 2
     except AnomaliesFoundError as e:

@@ -94,6 +94,8 @@ class PipelineConfig:
     batch_size: int = 64
     learning_rate: float = 0.001
     strategy: str = "mirrored"
+    # Keep the decompressed training records in memory after the first pass (data that fits).
+    input_cache: bool = True
     # mirrored on a CPU-only machine: split the CPU into this many logical devices (replicas).
     cpu_devices: int = 0
     # multi_worker_mirrored: local worker processes; parameter_server: workers + parameter servers.

@@ -102,6 +102,7 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
         custom_config={
             "strategy": cfg.strategy,
             "cpu_devices": cfg.cpu_devices,
+            "input_cache": cfg.input_cache,
             "num_workers": cfg.num_workers,
             "num_parameter_servers": cfg.num_parameter_servers,
             "worker_timeout_seconds": cfg.worker_timeout_seconds,

@@ -73,3 +73,19 @@ def format_states(states: Dict[str, str]) -> str:
     if other:
         lines.append(f"  other:    {', '.join(other)}")
     return "\n".join(lines)
+
+
+def latest_pipeline_outputs(cfg) -> Dict[str, str]:
+    """URIs of the latest Trainer model and Transform outputs of ``cfg``'s pipeline."""
+    import os
+
+    found = {}
+    for node, key in [("Trainer", "model"), ("Transform", "transform_graph"),
+                      ("Transform", "transformed_examples")]:
+        uri = latest_output_uri(cfg.resolved_metadata_path, cfg.pipeline_name, node, key) \
+            if os.path.exists(cfg.resolved_metadata_path) else None
+        if uri is None:
+            raise FileNotFoundError(f"no {node} output of pipeline {cfg.pipeline_name!r} in "
+                                    f"{cfg.resolved_metadata_path}: run `make run` (or `tfxp run`) first")
+        found[key] = uri
+    return found
