@@ -22,13 +22,17 @@ def latest_run_states(metadata_path: str, pipeline_name: str) -> Dict[str, str]:
     from ml_metadata.proto import metadata_store_pb2
 
     store = _store(metadata_path)
-    runs = [c for c in store.get_contexts_by_type("pipeline_run")
-            if c.properties["pipeline_name"].string_value == pipeline_name] or \
-        store.get_contexts_by_type("pipeline_run")
-    if not runs:
+    pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if pipeline is None:
         return {}
-    latest = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
-    run_executions = {e.id: e for e in store.get_executions_by_context(latest.id)}
+    pipeline_executions = store.get_executions_by_context(pipeline.id)
+    if not pipeline_executions:
+        return {}
+    # The run of the pipeline's newest execution (pipeline_run contexts do not name their pipeline).
+    newest = max(pipeline_executions, key=lambda e: (e.create_time_since_epoch, e.id))
+    run_type = store.get_context_type("pipeline_run").id
+    run = next(c for c in store.get_contexts_by_execution(newest.id) if c.type_id == run_type)
+    run_executions = {e.id for e in store.get_executions_by_context(run.id)}
     type_names = {t.id: t.name for t in store.get_execution_types()}
     prefix = pipeline_name + "."
     states = {}
