@@ -10,7 +10,6 @@ transforms raw tf.Examples, is reported beside it). Writes bench/results/tflite.
 import os
 import time
 
-import numpy as np
 
 import components  # noqa: F401
 from bench.common import latest_artifacts, write_results

@@ -20,7 +20,6 @@ import binascii
 import csv
 import dataclasses
 import hashlib
-import io
 import logging
 import os
 import shutil
