@@ -6,10 +6,11 @@ setup(
     version="0.1.0",
     description="TFX pipeline: TFRecords -> validation -> Transform -> Trainer -> Evaluator -> Pusher (+ TFLite)",
     python_requires=">=3.9,<3.11",
-    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
-                                    "serving", "serving.*", "data", "data.*"]),
+    # Every package of the repository but the tests and benchmarks: the platform, and any data
+    # scientist's package beside components/ (user_package), so that the Kubeflow image has it too.
+    packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*"]),
     package_data={
-        "pipeline": ["configs/*.yaml", "schema/*.pbtxt"],
+        "": ["*.yaml", "*.pbtxt"],  # configs and schemas, wherever they live
         "data": ["*.csv"],
     },
     install_requires=[
@@ -23,7 +24,7 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "dev": ["pytest==8.0.0", "pytest-timeout"],
+        "dev": ["pytest==8.0.0", "pytest-timeout", "gcp-storage-emulator==2026.7.19"],
     },
     entry_points={"console_scripts": ["tfxp=pipeline.cli:main"]},
 )

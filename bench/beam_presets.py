@@ -21,7 +21,7 @@ PRESETS = ["in_memory", "multi_processing"]
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--train-steps", type=int, default=load_config().train_steps)
+    parser.add_argument("--train-steps", type=int, default=load_config().training.train_steps)
     args = parser.parse_args(argv)
     cfg = load_config()
     from pipeline.local_runner import ensure_data
@@ -32,7 +32,7 @@ def main(argv=None):
             output_root = os.path.join(tmp, preset)
             command = [sys.executable, "-m", "pipeline.cli", "run", "--force", "--no-data",
                        "--set", f"beam_preset={preset}", "--set", f"output_root={output_root}",
-                       "--set", f"train_steps={args.train_steps}"]
+                       "--set", f"training.train_steps={args.train_steps}"]
             print(f"running the pipeline with beam_preset={preset} ...", flush=True)
             start = time.monotonic()
             done = subprocess.run(command, capture_output=True, text=True,

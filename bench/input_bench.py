@@ -31,18 +31,18 @@ def train_throughput(strategy: str, cpu_devices: int, batch_size: int) -> dict:
     """Runs in a fresh process: examples/s of Model.fit under the strategy, after a warm-up."""
     import tensorflow_transform as tft
 
-    from components import model as model_lib
-    from components import strategy as strategy_lib
-    from components import trainer
+    from components.training import inputs, strategy as strategy_lib
+    from components.training.trainer import build_user_model
 
     found = latest_artifacts()
+    user = load_config().user_code
     tft_output = tft.TFTransformOutput(found["transform_graph"])
     strategy = strategy_lib.build_strategy(strategy, cpu_devices=cpu_devices)
     global_batch = batch_size * strategy.num_replicas_in_sync
-    dataset = trainer.make_input_dataset(os.path.join(found["transformed_examples"], "Split-train", "*"),
-                                         tft_output, global_batch, cache=True)
+    dataset = inputs.make_input_dataset(os.path.join(found["transformed_examples"], "Split-train", "*"),
+                                        tft_output, user, global_batch, cache=True)
     with strategy.scope():
-        model = model_lib.build_model(model_lib.feature_cardinalities(tft_output))
+        model = build_user_model(user, inputs.model_inputs(user, tft_output), learning_rate=0.001)
     model.fit(dataset, epochs=1, steps_per_epoch=10, verbose=0)
     start = time.perf_counter()
     model.fit(dataset, epochs=1, steps_per_epoch=TRAIN_STEPS, verbose=0)
@@ -79,7 +79,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--train-worker", nargs=2, metavar=("STRATEGY", "CPU_DEVICES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    batch_size = load_config().batch_size
+    batch_size = load_config().training.batch_size
     if args.train_worker:
         print(json.dumps(train_throughput(args.train_worker[0], int(args.train_worker[1]), batch_size)))
         return
@@ -89,7 +89,8 @@ def main(argv=None):
 
     found = latest_artifacts()
     print("1. input pipeline vs tf_dataset_factory vs raw read ...", flush=True)
-    d = diagnose_input.diagnose(found["transformed_examples"], found["transform_graph"], batch_size)
+    d = diagnose_input.diagnose(found["transformed_examples"], found["transform_graph"], load_config().user_code,
+                                batch_size)
     stages = d["stages_examples_per_second"]
     ours, ours_uncached = stages["+cache (full pipeline)"], stages["+prefetch (full pipeline)"]
     factory, raw = d["tf_dataset_factory_examples_per_second"], stages["read"]
@@ -112,7 +113,8 @@ def main(argv=None):
         cfg = load_config()
         for mode in ("gzip", "none"):
             root = os.path.join(tmp, mode)
-            tfrecords.convert_csv(cfg.resolved_source_csv, root, shards=cfg.shards, compression=mode)
+            tfrecords.convert_csv(cfg.resolved_source_csv, root, features=cfg.user_code.features, shards=cfg.shards,
+                                  compression=mode)
             size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(root) for f in fs)
             compression[mode] = {"bytes": size, "raw_input_examples_per_second": 0.0}
         for _ in range(ROUNDS):  # alternate, keep the best of each: the same noise for both

@@ -1,63 +1,17 @@
-"""The one feature list.
+"""YOURS: what the data is and what to predict (Chicago taxi trips: did the rider tip well?).
 
-Everything else derives from this module: the CSV -> tf.Example tool types
-columns from it, ``preprocessing_fn`` transforms each feature according to its
-``kind``, the model builds one input per transformed feature, and the serving
-signature parses the raw features named here.
+Everything else derives from this file: `tfxp data` types CSV columns from FEATURES, the default
+preprocessing transforms each feature by its kind, the model gets one input per model feature,
+the serving signature parses the raw features listed here, and TASK decides the model's head
+and loss, the Evaluator's metrics and gate, the TFLite checks and how predictions are printed.
 
-To add a feature: add one ``Feature(...)`` line below (and its entry in the
-curated schema ``pipeline/schema/schema.pbtxt``, or run with ``schema_path``
-unset to let SchemaGen infer one).
+To add a feature: add one Feature(...) line below and its entry in the schema
+(pipeline/schema/schema.pbtxt; `tfxp schema` writes a starting one from your data).
 """
-from __future__ import annotations
+from components.core import (BYTES, BUCKETIZED, CATEGORICAL, FLOAT, INT64, LABEL_SOURCE, NUMERIC, UNUSED,
+                             VOCABULARY, BinaryClassification, Feature)
 
-import dataclasses
-from typing import Dict, List, Optional
-
-# Raw value types, as stored in tf.train.Example.
-INT64 = "int64"
-FLOAT = "float"
-BYTES = "bytes"
-
-# How preprocessing treats a feature.
-NUMERIC = "numeric"          # float/int -> z-score (missing -> mean)
-BUCKETIZED = "bucketized"    # float -> quantile bucket id (missing -> mean)
-CATEGORICAL = "categorical"  # int in [0, num_buckets) -> id, missing/out of range -> num_buckets
-VOCABULARY = "vocabulary"    # string/int -> vocabulary id (top_k + 1 OOV bucket)
-LABEL_SOURCE = "label_source"  # used only to compute the label
-UNUSED = "unused"            # stored and validated, not fed to the model
-
-# bytes columns: how the CSV cell holds the value.
-ENCODING_UTF8 = "utf8"       # the cell text, stored as its UTF-8 bytes
-ENCODING_BASE64 = "base64"   # the cell is base64; the decoded raw bytes are stored
-
-
-@dataclasses.dataclass(frozen=True)
-class Feature:
-    name: str
-    dtype: str
-    kind: str
-    num_buckets: int = 0          # CATEGORICAL: id range; BUCKETIZED: bucket count
-    vocab_size: int = 1000        # VOCABULARY: top_k
-    encoding: str = ENCODING_UTF8  # BYTES only
-
-    def __post_init__(self):
-        if self.dtype not in (INT64, FLOAT, BYTES):
-            raise ValueError(f"feature {self.name!r}: dtype must be int64, float or bytes, got {self.dtype!r}")
-        if self.kind not in (NUMERIC, BUCKETIZED, CATEGORICAL, VOCABULARY, LABEL_SOURCE, UNUSED):
-            raise ValueError(f"feature {self.name!r}: unknown kind {self.kind!r}")
-        if self.kind in (CATEGORICAL, BUCKETIZED) and self.num_buckets <= 0:
-            raise ValueError(f"feature {self.name!r}: kind {self.kind} needs num_buckets > 0")
-        if self.kind in (NUMERIC, BUCKETIZED) and self.dtype == BYTES:
-            raise ValueError(f"feature {self.name!r}: kind {self.kind} needs a numeric dtype")
-        if self.encoding not in (ENCODING_UTF8, ENCODING_BASE64):
-            raise ValueError(f"feature {self.name!r}: encoding must be utf8 or base64")
-        if self.encoding == ENCODING_BASE64 and self.dtype != BYTES:
-            raise ValueError(f"feature {self.name!r}: base64 encoding is only for bytes features")
-
-
-# Chicago taxi trips. The label: did the rider tip more than 20% of the fare?
-FEATURES: List[Feature] = [
+FEATURES = [
     Feature("trip_miles", FLOAT, NUMERIC),
     Feature("fare", FLOAT, NUMERIC),
     Feature("trip_seconds", INT64, NUMERIC),
@@ -76,45 +30,12 @@ FEATURES: List[Feature] = [
     Feature("payment_type", BYTES, VOCABULARY, vocab_size=100),
     Feature("company", BYTES, VOCABULARY, vocab_size=100),
     Feature("trip_start_timestamp", INT64, UNUSED),
+    # The outcome: the label is derived from it in preprocessing.py; clients do not send it.
     Feature("tips", FLOAT, LABEL_SOURCE),
 ]
 
-# The label is derived in preprocessing_fn from these raw columns.
-LABEL_KEY = "big_tipper"
-TIPS_KEY = "tips"
-FARE_KEY = "fare"
-BIG_TIP_FRACTION = 0.2
+# What to predict. preprocessing.py derives it: tips > 20% of the fare.
+TASK = BinaryClassification(label="big_tipper")
 
-# Raw features a serving client does not send (they describe the outcome).
-LABEL_SOURCE_KEYS = [f.name for f in FEATURES if f.kind == LABEL_SOURCE]
-
-# Transformed feature names get this suffix, so raw and transformed never collide.
-TRANSFORMED_SUFFIX = "_xf"
-
-
-def transformed_name(name: str) -> str:
-    return name + TRANSFORMED_SUFFIX
-
-
-TRANSFORMED_LABEL_KEY = transformed_name(LABEL_KEY)
-
-
-def by_name(features: Optional[List[Feature]] = None) -> Dict[str, Feature]:
-    return {f.name: f for f in (features if features is not None else FEATURES)}
-
-
-def model_features(features: Optional[List[Feature]] = None) -> List[Feature]:
-    """Features the model sees (after transformation)."""
-    feats = features if features is not None else FEATURES
-    return [f for f in feats if f.kind in (NUMERIC, BUCKETIZED, CATEGORICAL, VOCABULARY)]
-
-
-def _check_unique(features: List[Feature]) -> None:
-    seen = set()
-    for f in features:
-        if f.name in seen:
-            raise ValueError(f"feature {f.name!r} is declared twice in components/features.py")
-        seen.add(f.name)
-
-
-_check_unique(FEATURES)
+# The Evaluator reports metrics per value of these features too (the config may name others).
+SLICE_FEATURES = ["trip_start_hour"]

@@ -5,7 +5,7 @@ Output layout (what ImportExampleGen reads as pre-split input)::
     <out>/train/data-00000-of-00004.tfrecord.gz
     <out>/eval/data-00000-of-00004.tfrecord.gz
 
-* Columns are typed from ``components.features.FEATURES`` (int64 / float / bytes).
+* Columns are typed from the feature list (``FEATURES`` of the user's features.py): int64 / float / bytes.
 * An empty cell becomes an absent feature, never a sentinel number.
 * The split (and the shard) is decided by a stable hash of a row key (the
   ``key_column``, or the whole raw CSV row), so the same row always lands in the
@@ -27,7 +27,7 @@ import tempfile
 import time
 from typing import Dict, Iterator, List, Optional, Sequence
 
-from components import features as features_lib
+from components.core import feature as features_lib
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def _read_rows(csv_path: str, features: Sequence[features_lib.Feature]) -> Itera
         if missing:
             raise DataError(
                 f"{csv_path}, line 1 (header): missing column(s) {', '.join(missing)}; "
-                f"components/features.py declares them. Header has: {', '.join(header)}")
+                f"the feature list declares them. Header has: {', '.join(header)}")
         index = {name: i for i, name in enumerate(header)}
         for cells in reader:
             line = reader.line_num
@@ -138,17 +138,17 @@ def convert_csv(
     csv_path: str,
     output_dir: str,
     *,
+    features: Sequence[features_lib.Feature],
     shards: int = 4,
     compression: str = "gzip",
     eval_percent: int = 33,
     key_column: Optional[str] = None,
-    features: Optional[Sequence[features_lib.Feature]] = None,
     progress_every_seconds: float = 5.0,
 ) -> ConversionResult:
     """Converts ``csv_path`` into ``output_dir/{train,eval}/`` shards, atomically."""
     import tensorflow as tf
 
-    features = list(features if features is not None else features_lib.FEATURES)
+    features = list(features)
     if shards < 1:
         raise DataError(f"--shards must be at least 1, got {shards}")
     if compression not in COMPRESSIONS:

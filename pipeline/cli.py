@@ -1,6 +1,7 @@
 """`tfxp`: the project's command line.
 
-    tfxp data   CSV -> sharded TFRecords of tf.train.Example
+    tfxp data      CSV -> sharded TFRecords of tf.train.Example
+    tfxp schema    infer a starting schema from the TFRecords, fitted to your feature list
     tfxp run       run the whole pipeline locally (LocalDagRunner on Beam)
     tfxp compile   compile it for Kubeflow Pipelines (KFP v2 PipelineSpec YAML)
     tfxp submit    compile and submit a run to a Kubeflow Pipelines host
@@ -21,7 +22,7 @@ def _add_config_args(parser: argparse.ArgumentParser, default_file: str = "local
     parser.add_argument("--config", default=os.path.join(CONFIG_DIR, default_file),
                         help=f"YAML run config (default: pipeline/configs/{default_file})")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set train_steps=200 (repeatable)")
+                        help="override a config key, e.g. --set training.train_steps=200 (repeatable)")
 
 
 def _load(args):
@@ -32,16 +33,31 @@ def _load(args):
 def cmd_data(args) -> int:
     from data import tfrecords
 
-    csv_path = args.csv
-    output = args.output
-    if csv_path is None or output is None:
-        cfg = _load(args)
-        csv_path = csv_path or cfg.resolved_source_csv
-        output = output or cfg.resolved_data_root
-    result = tfrecords.convert_csv(csv_path, output, shards=args.shards, compression=args.compression,
-                                   eval_percent=args.eval_percent, key_column=args.key_column)
+    csv_path, output = args.csv, args.output
+    cfg = _load(args)
+    csv_path = csv_path or cfg.resolved_source_csv
+    output = output or cfg.resolved_data_root
+    if csv_path is None:
+        raise tfrecords.DataError(f"no CSV to convert: pass --csv, or set source_csv in {args.config}")
+    result = tfrecords.convert_csv(csv_path, output, features=cfg.user_code.features, shards=args.shards,
+                                   compression=args.compression, eval_percent=args.eval_percent,
+                                   key_column=args.key_column)
     print(f"wrote {result.rows['train']} train and {result.rows['eval']} eval examples "
           f"({args.shards} shards per split, compression {args.compression}) to {result.output_dir}")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from pipeline import schema_tool
+
+    cfg = _load(args)
+    output = args.output or cfg.resolved_schema_path
+    if output is None:
+        raise schema_tool.SchemaError(f"where to? pass --output, or set schema_path in {args.config}")
+    schema = schema_tool.infer_schema(cfg.resolved_data_root, cfg.user_code)
+    path = schema_tool.write_schema(schema, output, cfg.resolved_data_root)
+    print(f"wrote a schema of {len(schema.feature)} features inferred from {cfg.resolved_data_root} to {path}; "
+          f"curate it, then set schema_path: {path}")
     return 0
 
 
@@ -79,7 +95,8 @@ def cmd_diagnose_input(args) -> int:
     found = run_summary.latest_pipeline_outputs(cfg)
     print(f"measuring the latest Transform output: {found['transformed_examples']}", flush=True)
     print(diagnose_input.format_diagnosis(diagnose_input.diagnose(
-        found["transformed_examples"], found["transform_graph"], args.batch_size or cfg.batch_size)))
+        found["transformed_examples"], found["transform_graph"], cfg.user_code,
+        args.batch_size or cfg.training.batch_size)))
     return 0
 
 
@@ -100,12 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_data)
 
+    p = sub.add_parser("schema", help="infer a starting schema from data_root, fitted to your feature list")
+    p.add_argument("--output", default=None, help="schema file to write (default: the config's schema_path)")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_schema)
+
     p = sub.add_parser("run", help="run the whole pipeline locally and print a prediction of the pushed model")
     _add_config_args(p)
     p.add_argument("--force", action="store_true",
                    help="re-execute every component (ignore the cache)")
     p.add_argument("--no-data", action="store_true",
-                   help="do not write the sample TFRecords when data_root is missing")
+                   help="do not convert source_csv when data_root has no TFRecords")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines (KFP v2 YAML)")
@@ -133,13 +155,14 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    from components.anomalies_gate import AnomaliesFoundError
+    from components.custom.anomalies_gate import AnomaliesFoundError
     from data.tfrecords import DataError
     from pipeline.config import ConfigError
     from pipeline.kubeflow_runner import SubmitError
+    from pipeline.schema_tool import SchemaError
     try:
         return args.func(args)
-    except (DataError, ConfigError, SubmitError, FileNotFoundError) as e:
+    except (DataError, ConfigError, SubmitError, SchemaError, FileNotFoundError) as e:
         print(f"tfxp {args.command}: error: {e}", file=sys.stderr)
         return 2
     except AnomaliesFoundError as e:

@@ -1,18 +1,30 @@
 """The one run configuration: a dataclass loaded from YAML, with command-line overrides.
 
-    cfg = load_config("pipeline/configs/local.yaml", overrides=["train_steps=200"])
+    cfg = load_config("pipeline/configs/local.yaml", overrides=["training.train_steps=200"])
 
-Relative paths in the YAML are resolved against the project root (the folder
-holding ``setup.py``), so a run behaves the same from any working directory.
-Every path the pipeline writes lives under ``output_root`` unless set explicitly.
+Sections: ``training`` (components/training/options.py), ``evaluation`` (below), ``tflite``
+(components/custom/tflite_options.py): each section's keys and defaults are defined once, beside
+the code that uses them. What the data is and what to predict are not here: they live in the data
+scientist's package (``user_package``, default ``components``). A key that names a feature or a
+metric is checked against that package only when it is set.
+
+Relative paths in the YAML are resolved against the project root (the folder holding
+``setup.py``), so a run behaves the same from any working directory. Every path the pipeline
+writes lives under ``output_root`` unless set explicitly.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import typing
 from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
+
+from components.core.user_code import DEFAULT_PACKAGE, UserCode, UserCodeError, check_feature_names, load_user_code
+from components.custom.tflite_options import TFLiteOptions
+from components.training.options import TrainingOptions
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
@@ -51,36 +63,28 @@ BEAM_REQUIRED_FLAGS: Dict[str, List[str]] = {
 
 @dataclasses.dataclass
 class EvaluationConfig:
-    # The candidate is blessed only if its accuracy is at least this ...
-    min_accuracy: float = 0.6
-    # ... and it is not worse than the last blessed model by more than this.
-    max_accuracy_drop: float = 0.01
-    slice_features: List[str] = dataclasses.field(default_factory=lambda: ["trip_start_hour"])
-
-
-TFLITE_QUANTIZATIONS = ("none", "dynamic_range", "float16", "int8")
-
-
-@dataclasses.dataclass
-class TFLiteConfig:
-    enabled: bool = True
-    # One .tflite file per mode: none (float32), dynamic_range, float16, int8 (full integer).
-    quantizations: List[str] = dataclasses.field(default_factory=lambda: ["dynamic_range", "int8"])
-    # Also train a quantization-aware model (tfmot) and convert it to int8 ("qat_int8").
-    quantization_aware_training: bool = False
-    qat_steps: int = 200
-    # int8 calibration: this many transformed training examples.
-    representative_examples: int = 300
-    # A variant is blessed when neither accuracy nor AUC drops more than this below the SavedModel's.
-    max_metric_drop: float = 0.01
+    """The Evaluator's gate. A candidate is blessed when its gate metric meets ``threshold`` (when
+    set) and is at most ``max_degradation`` worse than the last blessed model's."""
+    # null: the task's (accuracy for classification, mae for regression); any metric the task reports.
+    gate_metric: Optional[str] = None
+    # At least this for accuracy and AUC, at most this for mae and rmse; null: no absolute bound.
+    threshold: Optional[float] = None
+    # Absolute for fractions (accuracy, AUC: 0.01 = 1 point), relative for errors (0.01 = 1% higher).
+    max_degradation: float = 0.01
+    # TFMA slices besides the overall one; null: SLICE_FEATURES in the user's features.py.
+    slice_features: Optional[List[str]] = None
 
 
 @dataclasses.dataclass
 class PipelineConfig:
-    pipeline_name: str = "chicago_taxi"
-    # Source CSV for `tfxp data` / `make run`, and where its TFRecords go.
-    source_csv: str = "data/chicago_taxi.csv"
-    data_root: str = "runs/data/chicago_taxi"
+    # Names the pipeline, its MLMD context and serving_model/<name>/: one per dataset.
+    pipeline_name: str
+    # Pre-split TFRecords of tf.Example: <data_root>/train/*, <data_root>/eval/*.
+    data_root: str
+    # The data scientist's package: features.py, preprocessing.py, model.py.
+    user_package: str = DEFAULT_PACKAGE
+    # A CSV that `tfxp run` converts into data_root when data_root has no TFRecords yet (null: none).
+    source_csv: Optional[str] = None
     shards: int = 4
     # Everything generated goes under output_root; the three below default into it.
     output_root: str = "runs"
@@ -88,30 +92,38 @@ class PipelineConfig:
     metadata_path: Optional[str] = None
     serving_dir: Optional[str] = None
     # Curated schema with value domains; null lets SchemaGen infer one.
-    schema_path: Optional[str] = "pipeline/schema/schema.pbtxt"
-    train_steps: int = 1000
-    eval_steps: int = 100
-    batch_size: int = 64
-    learning_rate: float = 0.001
-    strategy: str = "mirrored"
-    # Keep the decompressed training records in memory after the first pass (data that fits).
-    input_cache: bool = True
-    # mirrored on a CPU-only machine: split the CPU into this many logical devices (replicas).
-    cpu_devices: int = 0
-    # multi_worker_mirrored: local worker processes; parameter_server: workers + parameter servers.
-    num_workers: int = 2
-    num_parameter_servers: int = 1
-    worker_timeout_seconds: int = 1800
+    schema_path: Optional[str] = None
     enable_cache: bool = True
     beam_preset: str = "in_memory"
     beam_args: List[str] = dataclasses.field(default_factory=list)
     # Kubeflow: the pipeline image (built from the Dockerfile) every step runs in.
     image: str = "tfx-pipeline-project:latest"
+    training: TrainingOptions = dataclasses.field(default_factory=TrainingOptions)
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
-    tflite: TFLiteConfig = dataclasses.field(default_factory=TFLiteConfig)
+    tflite: TFLiteOptions = dataclasses.field(default_factory=TFLiteOptions)
 
     def __post_init__(self):
         self.validate()
+
+    # -- the data scientist's package --------------------------------------------------------------
+    @property
+    def user_code(self) -> UserCode:
+        return load_user_code(self.user_package)
+
+    @property
+    def slice_features(self) -> List[str]:
+        if self.evaluation.slice_features is not None:
+            return list(self.evaluation.slice_features)
+        return list(self.user_code.slice_features)
+
+    @property
+    def gate_metric(self):
+        task = self.user_code.task
+        return task.metric(self.evaluation.gate_metric or task.GATE_METRIC)
+
+    @property
+    def quantization_aware_training(self) -> bool:
+        return self.tflite.enabled and self.tflite.quantization_aware_training
 
     # -- derived paths ----------------------------------------------------
     def _resolve(self, path: Optional[str]) -> Optional[str]:
@@ -120,7 +132,7 @@ class PipelineConfig:
         return os.path.join(PROJECT_ROOT, path)
 
     @property
-    def resolved_source_csv(self) -> str:
+    def resolved_source_csv(self) -> Optional[str]:
         return self._resolve(self.source_csv)
 
     @property
@@ -169,23 +181,15 @@ class PipelineConfig:
 
     # -- validation -------------------------------------------------------
     def validate(self) -> None:
-        from components import strategy as strategy_lib
-
-        if not self.pipeline_name or not self.pipeline_name.replace("_", "").replace("-", "").isalnum():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", str(self.pipeline_name)):
             raise ConfigError(f"pipeline_name must be letters, digits, '-' or '_', got {self.pipeline_name!r}")
-        if self.cpu_devices < 0:
-            raise ConfigError(f"cpu_devices must be >= 0, got {self.cpu_devices}")
-        for name in ("train_steps", "eval_steps", "batch_size", "shards", "num_workers", "num_parameter_servers",
-                     "worker_timeout_seconds"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.strategy not in strategy_lib.STRATEGY_NAMES:
-            raise ConfigError(
-                f"strategy must be one of {', '.join(strategy_lib.STRATEGY_NAMES)}, got {self.strategy!r}")
-        if not 0.0 <= self.evaluation.min_accuracy <= 1.0:
-            raise ConfigError(f"evaluation.min_accuracy must be in [0, 1], got {self.evaluation.min_accuracy}")
-        if self.evaluation.max_accuracy_drop < 0:
-            raise ConfigError(f"evaluation.max_accuracy_drop must be >= 0, got {self.evaluation.max_accuracy_drop}")
+        if self.shards < 1:
+            raise ConfigError(f"shards must be at least 1, got {self.shards}")
+        try:
+            self.training.check(quantization_aware_training=self.quantization_aware_training)
+            self.tflite.check()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         if self.beam_preset not in BEAM_PRESETS:
             raise ConfigError(f"beam_preset must be one of {', '.join(BEAM_PRESETS)}, got {self.beam_preset!r}")
         given = {arg.split("=", 1)[0] for arg in self.beam_args}
@@ -196,86 +200,116 @@ class PipelineConfig:
         bad = [arg for arg in self.beam_args if not arg.startswith("--")]
         if bad:
             raise ConfigError(f"beam_args must be --flag=value, got {', '.join(map(repr, bad))}")
-        lite = self.tflite
-        unknown = [q for q in lite.quantizations if q not in TFLITE_QUANTIZATIONS]
-        if unknown:
-            raise ConfigError(f"tflite.quantizations: unknown mode(s) {', '.join(map(repr, unknown))}; "
-                              f"expected any of {', '.join(TFLITE_QUANTIZATIONS)}")
-        if lite.enabled and not lite.quantizations and not lite.quantization_aware_training:
-            raise ConfigError("tflite: no quantizations and no quantization_aware_training: nothing to "
-                              "convert (set tflite.enabled: false to skip the branch)")
-        needs_examples = "int8" in lite.quantizations or lite.quantization_aware_training
-        if lite.enabled and needs_examples and lite.representative_examples < 1:
-            raise ConfigError("tflite: int8 needs representative examples to calibrate; "
-                              f"tflite.representative_examples must be at least 1, got {lite.representative_examples}")
-        if lite.max_metric_drop < 0:
-            raise ConfigError(f"tflite.max_metric_drop must be >= 0, got {lite.max_metric_drop}")
-        if lite.quantization_aware_training and lite.qat_steps < 1:
-            raise ConfigError(f"tflite.qat_steps must be at least 1, got {lite.qat_steps}")
-        from components import features as features_lib
-        known = features_lib.by_name()
-        for name in self.evaluation.slice_features:
-            if name not in known:
-                raise ConfigError(f"evaluation.slice_features: {name!r} is not a feature in components/features.py")
+        self._validate_against_user_code()
 
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+    def _validate_against_user_code(self) -> None:
+        try:
+            user = self.user_code
+            if self.evaluation.slice_features is not None:
+                check_feature_names(user, self.evaluation.slice_features, "evaluation.slice_features")
+        except UserCodeError as e:
+            raise ConfigError(str(e)) from None
+        ev = self.evaluation
+        task = user.task
+        if ev.gate_metric is not None and ev.gate_metric not in task.metric_names:
+            raise ConfigError(f"evaluation.gate_metric: {task.describe()} reports {', '.join(task.metric_names)}, "
+                              f"not {ev.gate_metric!r}")
+        metric = self.gate_metric
+        if ev.threshold is not None and metric.bounded and not 0.0 <= ev.threshold <= 1.0:
+            raise ConfigError(f"evaluation.threshold: {metric.name} is a fraction, so the threshold must be in "
+                              f"[0, 1], got {ev.threshold}")
+        if ev.max_degradation < 0:
+            raise ConfigError(f"evaluation.max_degradation must be >= 0, got {ev.max_degradation}")
 
 
 # Nested config sections, by parent class.
-_SECTIONS = {PipelineConfig: {"evaluation": EvaluationConfig, "tflite": TFLiteConfig}}
+_SECTIONS = {PipelineConfig: {"training": TrainingOptions, "evaluation": EvaluationConfig,
+                              "tflite": TFLiteOptions}}
 
 
-def _coerce(value: str, current: Any, key: str) -> Any:
-    """Parses an override string into the type of the field it replaces."""
-    parsed = yaml.safe_load(value)
-    if current is None or parsed is None:
-        return parsed
-    if isinstance(current, bool):
-        if not isinstance(parsed, bool):
-            raise ConfigError(f"override {key}: expected true or false, got {value!r}")
-        return parsed
-    if isinstance(current, (int, float)) and not isinstance(current, bool):
-        if not isinstance(parsed, (int, float)) or isinstance(parsed, bool):
-            raise ConfigError(f"override {key}: expected a number, got {value!r}")
-        return type(current)(parsed)
-    if isinstance(current, list) and not isinstance(parsed, list):
-        return [parsed] if value else []
-    if isinstance(current, str):
+def _field_types(cls) -> Dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_type(value: Any, annotation: Any, where: str) -> Any:
+    """``value`` as the field's type, or a ConfigError naming the key and what it expects."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Union and type(None) in args:
+        if value is None:
+            return None
+        annotation = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (list, List):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_check_type(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
         return value
-    return parsed
+    if annotation in (int, float):
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                annotation is int and isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(f"{where}: expected {'an integer' if annotation is int else 'a number'}, got {value!r}")
+        return annotation(value)
+    if annotation is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
 
 
 def _build(cls, data: Dict[str, Any], where: str):
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - fields)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
-    kwargs = dict(data)
-    for name, section_cls in _SECTIONS.get(cls, {}).items():
-        if name in kwargs:
-            if not isinstance(kwargs[name], dict):
-                raise ConfigError(f"{where}: {name} must be a mapping")
-            kwargs[name] = _build(section_cls, kwargs[name], f"{where}: {name}")
+    missing = [name for name, f in fields.items() if name not in data
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{where}: missing required key(s) {', '.join(missing)}")
+    types = _field_types(cls)
+    kwargs = {}
+    for name, value in data.items():
+        section_cls = _SECTIONS.get(cls, {}).get(name)
+        if section_cls is not None:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {name} must be a mapping of keys")
+            kwargs[name] = _build(section_cls, value, f"{where}: {name}")
+        else:
+            kwargs[name] = _check_type(value, types[name], f"{where}: {name}")
     return cls(**kwargs)
 
 
-def _apply_override(data: Dict[str, Any], defaults: Any, override: str) -> None:
+def _apply_override(data: Dict[str, Any], override: str) -> None:
+    """Sets ``key=value`` (dotted keys for sections) in the raw YAML mapping; types are checked later."""
     if "=" not in override:
-        raise ConfigError(f"override {override!r}: expected key=value (e.g. train_steps=200)")
+        raise ConfigError(f"override {override!r}: expected key=value (e.g. training.train_steps=200)")
     key, value = override.split("=", 1)
     parts = key.strip().split(".")
-    node, default_node = data, defaults
+    node, cls = data, PipelineConfig
     for part in parts[:-1]:
-        default_node = getattr(default_node, part, None)
-        if not dataclasses.is_dataclass(default_node):
-            raise ConfigError(f"override {key!r}: {part!r} is not a section of the config")
-        node = node.setdefault(part, {})
+        section_cls = _SECTIONS.get(cls, {}).get(part)
+        if section_cls is None:
+            raise ConfigError(f"override {key!r}: {part!r} is not a section of the config "
+                              f"(sections: {', '.join(_SECTIONS[PipelineConfig])})")
+        node, cls = node.setdefault(part, {}), section_cls
     leaf = parts[-1]
-    if not hasattr(default_node, leaf):
-        raise ConfigError(f"override {key!r}: unknown key {leaf!r}")
-    current = node.get(leaf, getattr(default_node, leaf))
-    node[leaf] = _coerce(value, current, key)
+    types = _field_types(cls)
+    if leaf not in types:
+        raise ConfigError(f"override {key!r}: unknown key {leaf!r}; known: {', '.join(sorted(types))}")
+    parsed = yaml.safe_load(value) if value != "" else ""
+    annotation = types[leaf]
+    if annotation is str or annotation == Optional[str]:
+        parsed = None if parsed is None and value.strip() in ("null", "~") else value
+    elif typing.get_origin(annotation) in (list, List) and not isinstance(parsed, list):
+        parsed = [parsed] if value else []
+    node[leaf] = parsed
 
 
 def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> PipelineConfig:
@@ -290,10 +324,6 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Pi
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
-    defaults = PipelineConfig()  # tells each override the type of the field it replaces
     for override in overrides:
-        _apply_override(data, defaults, override)
-    try:
-        return _build(PipelineConfig, data, path)
-    except TypeError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        _apply_override(data, override)
+    return _build(PipelineConfig, data, path)

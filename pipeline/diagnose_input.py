@@ -15,8 +15,6 @@ from typing import Callable, Dict, List
 
 import components  # noqa: F401  (one Keras)
 
-MEASURE_SECONDS = 3.0
-
 
 def examples_per_second(make_dataset: Callable, examples: int = 40_000) -> float:
     """Examples/s of a batched dataset, counted inside the graph (no per-element Python overhead).
@@ -50,55 +48,31 @@ def _batch_size_hint(dataset) -> int:
     return int(shape[0]) if shape.rank and shape[0] is not None else 64
 
 
-def stage_datasets(files: List[str], tf_transform_output, batch_size: int) -> Dict[str, Callable]:
-    """The input pipeline built up one stage at a time (each repeats forever)."""
-    import tensorflow as tf
+def stage_datasets(files: List[str], tf_transform_output, user, batch_size: int) -> Dict[str, Callable]:
+    """Training's own input pipeline (inputs.make_input_dataset), cut after each stage; each repeats
+    forever and is counted in batches of the same size, so the stages compare like for like."""
+    from components.training.inputs import make_input_dataset
 
-    from components import features as F
-    from components import model as model_lib
-    from components import trainer
+    def upto(stage, cache=False):
+        return lambda: make_input_dataset(files, tf_transform_output, user, batch_size, cache=cache, stop_after=stage)
 
-    spec = tf_transform_output.transformed_feature_spec()
-
-    # Every stage is counted in batches of the same size, so the stages compare like for like.
-    def read():
-        return tf.data.Dataset.from_tensor_slices(files).interleave(
-            lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"), cycle_length=len(files),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=False).repeat()
-
-    def shuffled():
-        return read().shuffle(trainer.SHUFFLE_BUFFER)
-
-    def parse(serialized):
-        parsed = tf.io.parse_example(serialized, spec)
-        label = parsed.pop(F.TRANSFORMED_LABEL_KEY)
-        return model_lib.to_model_inputs(parsed), label
-
-    def parsed():
-        return shuffled().batch(batch_size, drop_remainder=True).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-
-    return {"read": lambda: read().batch(batch_size), "+shuffle": lambda: shuffled().batch(batch_size),
-            "+parse": parsed,
-            "+prefetch (full pipeline)": lambda: trainer.make_input_dataset(files, tf_transform_output, batch_size),
-            "+cache (full pipeline)": lambda: trainer.make_input_dataset(files, tf_transform_output, batch_size,
-                                                                         cache=True)}
+    return {"read": upto("read"), "+shuffle": upto("shuffle"), "+parse": upto("parse"),
+            "+prefetch (full pipeline)": upto(None), "+cache (full pipeline)": upto(None, cache=True)}
 
 
-def tfx_dataset_factory(examples_uri: str, files: List[str], tf_transform_output, batch_size: int):
+def tfx_dataset_factory(examples_uri: str, files: List[str], tf_transform_output, label_key: str, batch_size: int):
     """What TFX's `fn_args.data_accessor.tf_dataset_factory` gives run_fn for the same files."""
     from tfx.components.util import examples_utils, tfxio_utils
     from tfx.proto import example_gen_pb2
     from tfx.types import artifact_utils, standard_artifacts
     from tfx_bsl.public import tfxio
 
-    from components import features as F
-
     artifact = standard_artifacts.Examples()
     artifact.uri = examples_uri
     artifact.split_names = artifact_utils.encode_split_names(["train", "eval"])
     examples_utils.set_payload_format(artifact, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
     factory = tfxio_utils.get_tf_dataset_factory_from_artifact([artifact], [])
-    return factory(files, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=F.TRANSFORMED_LABEL_KEY),
+    return factory(files, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=label_key),
                    tf_transform_output.transformed_metadata.schema).repeat()
 
 
@@ -108,22 +82,22 @@ def training_examples_per_second(model, dataset, batch_size: int, steps: int = 6
     return steps * batch_size / (time.perf_counter() - start)
 
 
-def diagnose(transformed_examples_uri: str, transform_output: str, batch_size: int = 64,
+def diagnose(transformed_examples_uri: str, transform_output: str, user, batch_size: int = 64,
              measure_examples: int = 40_000, train_steps: int = 60, rounds: int = 3) -> Dict:
     """Measures every pipeline (and training) ``rounds`` times, alternating, and keeps each one's
     best: on a shared, noisy machine the alternation gives every candidate the same conditions."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from components import model as model_lib
-    from components import trainer
+    from components.training.inputs import make_input_dataset, model_inputs
+    from components.training.trainer import build_user_model
 
     tft_output = tft.TFTransformOutput(transform_output)
     files = sorted(tf.io.gfile.glob(os.path.join(transformed_examples_uri, "Split-train", "*")))
     tf.get_logger().setLevel("ERROR")  # one tf.function per measurement is intended
-    candidates = dict(stage_datasets(files, tft_output, batch_size))
+    candidates = dict(stage_datasets(files, tft_output, user, batch_size))
     candidates["TFX tf_dataset_factory"] = lambda: tfx_dataset_factory(transformed_examples_uri, files, tft_output,
-                                                                       batch_size)
+                                                                       user.task.label_key, batch_size)
     best: Dict[str, float] = {}
     for _ in range(rounds):
         for name, make in candidates.items():
@@ -131,8 +105,8 @@ def diagnose(transformed_examples_uri: str, transform_output: str, batch_size: i
     factory_eps = best.pop("TFX tf_dataset_factory")
     stages = best
 
-    model = model_lib.build_model(model_lib.feature_cardinalities(tft_output))
-    pipeline = trainer.make_input_dataset(files, tft_output, batch_size, cache=True)
+    model = build_user_model(user, model_inputs(user, tft_output), learning_rate=0.001)
+    pipeline = make_input_dataset(files, tft_output, user, batch_size, cache=True)
     in_memory = pipeline.take(20).cache().repeat()
     model.fit(in_memory, epochs=1, steps_per_epoch=max(20, train_steps // 2), verbose=0)  # warm-up
     compute_eps = fed_eps = 0.0

@@ -7,7 +7,6 @@ import os
 import shutil
 import time
 
-from components import features as features_lib
 from pipeline.config import PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -35,14 +34,22 @@ def stage_schema(cfg: PipelineConfig) -> str:
     return dst
 
 
+def has_tfrecords(data_root: str) -> bool:
+    return all(os.path.isdir(os.path.join(data_root, s)) and os.listdir(os.path.join(data_root, s))
+               for s in ("train", "eval"))
+
+
 def ensure_data(cfg: PipelineConfig) -> None:
-    """Writes the sample TFRecords from ``cfg.source_csv`` when ``data_root`` has none."""
+    """Writes TFRecords from ``cfg.source_csv`` when ``data_root`` has none (and one is configured)."""
     root = cfg.resolved_data_root
-    if all(os.path.isdir(os.path.join(root, s)) and os.listdir(os.path.join(root, s)) for s in ("train", "eval")):
+    if "://" in root or has_tfrecords(root):
         return
+    if cfg.source_csv is None:
+        raise FileNotFoundError(f"data_root {root} has no TFRecords (train/*, eval/*): write them with "
+                                f"`tfxp data --csv YOUR.csv --output {root}`, or set source_csv in the config")
     from data import tfrecords
     log.info("no TFRecords under %s yet: converting %s", root, cfg.resolved_source_csv)
-    tfrecords.convert_csv(cfg.resolved_source_csv, root, shards=cfg.shards)
+    tfrecords.convert_csv(cfg.resolved_source_csv, root, features=cfg.user_code.features, shards=cfg.shards)
 
 
 def execute(cfg: PipelineConfig) -> None:
@@ -64,7 +71,7 @@ def print_tflite_report(cfg: PipelineConfig) -> None:
     """The TFLite evaluator's table (per variant: size, metrics, drop, latency, blessed) and the lite push."""
     import json
 
-    from components.tflite_evaluator import REPORT_FILE, format_report
+    from components.custom.tflite_evaluator import REPORT_FILE, format_report
     from pipeline import run_summary
     from serving import predict
 
@@ -105,9 +112,9 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True) 
     latest = predict.latest_version(cfg.serving_model_dir)
     print(f"Pipeline {cfg.pipeline_name!r} finished in {elapsed:.1f}s.")
     if latest is None:
+        from pipeline.evaluation import describe_gate
         print(f"No model has been pushed to {cfg.serving_model_dir}: the Evaluator did not bless one "
-              f"(accuracy below {cfg.evaluation.min_accuracy}?). See the evaluator output under "
-              f"{cfg.resolved_pipeline_root}.")
+              f"(its gate: {describe_gate(cfg)}). See the evaluator output under {cfg.resolved_pipeline_root}.")
         return 1
     if latest not in before:
         print(f"Pushed model: {latest}")
@@ -116,9 +123,18 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True) 
               f"the served model is still: {latest}")
     if cfg.tflite.enabled:
         print_tflite_report(cfg)
-    example = predict.first_raw_examples(cfg.resolved_data_root, "eval", 1)[0]
-    probability = float(predict.predict_serialized(latest, [example])[0])
-    shown = ["payment_type", "fare", "trip_miles", "trip_start_hour", "company", *features_lib.LABEL_SOURCE_KEYS]
-    print(f"Prediction of the served model on the first raw eval example "
-          f"({predict.describe_example(example, shown)}): P(big tipper) = {probability:.3f}")
+    print(describe_a_prediction(cfg, latest))
     return 0
+
+
+def describe_a_prediction(cfg: PipelineConfig, model_dir: str) -> str:
+    """The served model on the first raw eval example, in the task's words, beside the example's label."""
+    from serving import predict
+
+    user = cfg.user_code
+    example = predict.first_raw_examples(cfg.resolved_data_root, "eval", 1)[0]
+    outputs = predict.predict_serialized(model_dir, [example])
+    label = predict.labels_of(model_dir, [example], user.task.label_key)
+    shown = [f.name for f in user.model_features][:5] + user.label_source_names
+    return (f"Prediction of the served model on the first raw eval example ({predict.describe_example(example, shown)}): "
+            f"{user.task.describe_prediction(outputs[0])} (its label: {user.task.describe_label(label)})")

@@ -10,45 +10,18 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-from components import features as F
-from components.anomalies_gate import AnomaliesGate
-from components.baseline import CANDIDATE_KEY, LatestBlessedNonCandidateModelStrategy
-from components.tflite_converter import TFLiteConverter
-from components.tflite_evaluator import TFLiteEvaluator
-from pipeline.code_fingerprint import module_fingerprint
+from components.custom.anomalies_gate import AnomaliesGate
+from components.custom.baseline import CANDIDATE_KEY, LatestBlessedNonCandidateModelStrategy
+from components.custom.tflite_converter import TFLiteConverter
+from components.custom.tflite_evaluator import TFLiteEvaluator
+from components.training.options import trainer_custom_config
+from pipeline import code_fingerprint
 from pipeline.config import PipelineConfig
+from pipeline.evaluation import make_eval_config
 
-PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
-RUN_FN = "components.trainer.run_fn"
-
-
-def _module_of(fn_path: str) -> str:
-    return fn_path.rpartition(".")[0]
-
-
-def make_eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
-    ev = cfg.evaluation
-    accuracy_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": ev.min_accuracy}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -ev.max_accuracy_drop}))
-    return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(
-            signature_name="serving_default",
-            label_key=F.TRANSFORMED_LABEL_KEY,
-            preprocessing_function_names=["transform_features"])],
-        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[f]) for f in ev.slice_features],
-        metrics_specs=[tfma.MetricsSpec(metrics=[
-            tfma.MetricConfig(class_name="ExampleCount"),
-            tfma.MetricConfig(class_name="AUC"),
-            # Gate on the overall slice only: per-hour slices (~200 examples each) are too noisy
-            # to block a push; they are computed for analysis.
-            tfma.MetricConfig(class_name="BinaryAccuracy", per_slice_thresholds=[
-                tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=accuracy_threshold)]),
-        ])])
+RUN_FN = "components.training.trainer.run_fn"
 
 
 def _filesystem_pusher(model, blessing, base_directory: str):
@@ -83,13 +56,15 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
             statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
+    anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"],
+                                   code_fingerprint=code_fingerprint.gate_fingerprint())
 
+    user = cfg.user_code
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN,
-        custom_config={"code_fingerprint": module_fingerprint(_module_of(PREPROCESSING_FN))})
+        preprocessing_fn=user.preprocessing_fn,
+        custom_config={"code_fingerprint": code_fingerprint.transform_fingerprint(cfg.user_package)})
     transform.add_upstream_node(anomalies_gate)  # no Transform on data that failed validation
 
     trainer = tfx.components.Trainer(
@@ -97,21 +72,11 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(num_steps=cfg.train_steps),
-        eval_args=tfx.proto.EvalArgs(num_steps=cfg.eval_steps),
-        custom_config={
-            "strategy": cfg.strategy,
-            "cpu_devices": cfg.cpu_devices,
-            "input_cache": cfg.input_cache,
-            "num_workers": cfg.num_workers,
-            "num_parameter_servers": cfg.num_parameter_servers,
-            "worker_timeout_seconds": cfg.worker_timeout_seconds,
-            "batch_size": cfg.batch_size,
-            "learning_rate": cfg.learning_rate,
-            "quantization_aware_training": cfg.tflite.enabled and cfg.tflite.quantization_aware_training,
-            "qat_steps": cfg.tflite.qat_steps,
-            "code_fingerprint": module_fingerprint(_module_of(RUN_FN)),
-        })
+        train_args=tfx.proto.TrainArgs(num_steps=cfg.training.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=cfg.training.eval_steps),
+        custom_config=trainer_custom_config(
+            cfg.training, cfg.user_package, cfg.tflite.qat_steps if cfg.quantization_aware_training else 0,
+            code_fingerprint.trainer_fingerprint(cfg.user_package)))
 
     # Baseline: the latest blessed model other than this run's candidate (see
     # components/baseline.py); Kubeflow's compiler only knows TFX's stock strategy.
@@ -143,13 +108,14 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
                   transform, trainer, baseline_resolver, evaluator, pusher]
     if cfg.tflite.enabled:
         # TFLite branch: convert -> evaluate each variant against the SavedModel -> push the blessed ones.
+        fingerprint = code_fingerprint.tflite_fingerprint(cfg.user_package)
         tflite_converter = TFLiteConverter(
             model=trainer.outputs["model"],
             transformed_examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
-            quantizations=cfg.tflite.quantizations,
-            quantization_aware_training=cfg.tflite.quantization_aware_training,
+            variants=cfg.tflite.variants,
             representative_examples=cfg.tflite.representative_examples,
+            user_package=cfg.user_package, code_fingerprint=fingerprint,
         ).with_id("tflite_converter")
         tflite_evaluator = TFLiteEvaluator(
             tflite_model=tflite_converter.outputs["tflite_model"],
@@ -158,6 +124,7 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
             transformed_examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
             max_metric_drop=cfg.tflite.max_metric_drop,
+            user_package=cfg.user_package, code_fingerprint=fingerprint,
         ).with_id("tflite_evaluator")
         pusher_lite = _filesystem_pusher(tflite_evaluator.outputs["lite_model"], tflite_evaluator.outputs["blessing"],
                                          cfg.lite_serving_model_dir).with_id("pusher_lite")

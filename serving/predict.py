@@ -1,4 +1,4 @@
-"""Find pushed model versions and call their serving_default signature on raw tf.Examples."""
+"""Find pushed model versions and call their signatures on raw tf.Examples."""
 from __future__ import annotations
 
 import os
@@ -32,13 +32,20 @@ def latest_version(serving_model_dir: str, marker_suffix: str = "saved_model.pb"
 
 
 def predict_serialized(model_dir: str, serialized_examples: Sequence[bytes]) -> np.ndarray:
-    """Probabilities from the model's serving_default signature, one per example."""
+    """The model's outputs from its serving_default signature: [N, output units] (the task's head)."""
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(model_dir)
-    serve = loaded.signatures["serving_default"]
-    outputs = serve(examples=tf.constant(list(serialized_examples)))
-    return outputs["outputs"].numpy().reshape(-1)
+    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    outputs = serve(examples=tf.constant(list(serialized_examples)))["outputs"].numpy()
+    return outputs.reshape(len(serialized_examples), -1)
+
+
+def labels_of(model_dir: str, serialized_examples: Sequence[bytes], label_key: str) -> np.ndarray:
+    """The label of each example as the model's own tf.Transform graph computes it (transform_features)."""
+    import tensorflow as tf
+
+    transform = tf.saved_model.load(model_dir).signatures["transform_features"]
+    return transform(examples=tf.constant(list(serialized_examples)))[label_key].numpy().reshape(-1)
 
 
 def first_raw_examples(data_root: str, split: str = "eval", count: int = 1) -> List[bytes]:
@@ -60,8 +67,11 @@ def describe_example(serialized: bytes, names: Sequence[str]) -> str:
     feature = tf.train.Example.FromString(serialized).features.feature
     parts = []
     for name in names:
-        if name in feature:
-            value = getattr(feature[name], feature[name].WhichOneof("kind")).value[0]
+        if name in feature and feature[name].WhichOneof("kind"):
+            values = getattr(feature[name], feature[name].WhichOneof("kind")).value
+            if not values:
+                continue
+            value = values[0]
             if isinstance(value, bytes):
                 value = value.decode("utf-8", "replace")
             elif isinstance(value, float):

@@ -1,0 +1,10 @@
+"""Platform: everything the Trainer runs (run_fn: components.training.trainer.run_fn).
+
+options.py   the training: section of the config, strategy names, the Trainer custom_config (no TensorFlow)
+trainer.py   run_fn: builds your model for your task, trains it under the strategy, exports it
+inputs.py    the input pipeline (training, diagnose-input, TFLite), the model inputs
+export.py    the SavedModel exports: serving_default on raw tf.Examples, the bare model for TFLite
+strategy.py  builds the tf.distribute strategy by name
+launcher.py  runs training in local worker processes (multi-worker, parameter server, logical CPUs)
+qat.py       quantization-aware fine-tuning (tfmot)
+"""

@@ -1,0 +1,130 @@
+"""TFX Trainer module: ``run_fn`` is the entry point the Trainer calls
+(``Trainer(run_fn="components.training.trainer.run_fn")``).
+
+It reads the Transform output (gzip'd TFRecords of transformed examples), builds the data
+scientist's model (``<user_package>.model.build_model``) for their TASK under the configured
+tf.distribute strategy, trains it, and exports it (see export.py). Strategies that need
+processes of their own are handed to launcher.py, which runs ``train_and_export`` in workers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any, Dict, List
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+
+from components.core.user_code import UserCode, load_user_code
+from components.training import export, inputs, strategy as strategy_lib
+from components.training.options import TrainerJobConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainerJob:
+    """One training job, as the Trainer hands it to run_fn (JSON-serializable for worker processes)."""
+    train_files: List[str]
+    eval_files: List[str]
+    transform_output: str
+    model_run_dir: str
+    serving_model_dir: str
+    train_steps: int
+    eval_steps: int
+    custom_config: Dict[str, Any]
+
+    @classmethod
+    def from_fn_args(cls, fn_args) -> "TrainerJob":
+        return cls(train_files=list(fn_args.train_files), eval_files=list(fn_args.eval_files),
+                   transform_output=fn_args.transform_output, model_run_dir=fn_args.model_run_dir,
+                   serving_model_dir=fn_args.serving_model_dir, train_steps=int(fn_args.train_steps),
+                   eval_steps=int(fn_args.eval_steps or 1), custom_config=dict(fn_args.custom_config or {}))
+
+    @property
+    def config(self) -> TrainerJobConfig:
+        return TrainerJobConfig.from_custom_config(self.custom_config)
+
+
+def skip_autograph(model: keras.Model) -> None:
+    """Traces the model's step functions without autograph (see USE_AUTOGRAPH in model.py)."""
+    for name in ("train_step", "test_step", "predict_step"):
+        setattr(model, name, tf.autograph.experimental.do_not_convert(getattr(model, name)))
+
+
+def build_user_model(user: UserCode, model_inputs, learning_rate: float) -> keras.Model:
+    module = user.model_module()
+    model = module.build_model(model_inputs, user.task, learning_rate)
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"{user.file('model')}: build_model must return a tf_keras Model, got {type(model).__name__}")
+    if model.optimizer is None:
+        raise ValueError(f"{user.file('model')}: build_model must compile the model (model.compile(...))")
+    if not getattr(module, "USE_AUTOGRAPH", False):
+        skip_autograph(model)
+    return model
+
+
+def compile_like(model: keras.Model, original: keras.Model, user: UserCode) -> None:
+    """Compiles a copy of ``original`` (the QAT model) with its optimizer settings and loss."""
+    optimizer = type(original.optimizer).from_config(original.optimizer.get_config())
+    model.compile(optimizer=optimizer, loss=original.loss, metrics=user.task.keras_metrics())
+    skip_autograph(model)
+
+
+def train_and_export(job: TrainerJob, strategy, export_dir: str, *, is_chief: bool = True) -> None:
+    """Trains under ``strategy`` and exports into ``export_dir`` (a Format-Serving folder) and beside it."""
+    config = job.config
+    options = config.options
+    user = load_user_code(config.user_package)
+    tf_transform_output = tft.TFTransformOutput(job.transform_output)
+    inputs.check_label(user, tf_transform_output)
+    per_replica = options.batch_size
+    global_batch = per_replica * strategy.num_replicas_in_sync
+    log.info("training a model for %s; batch size: %d per replica x %d replica(s) = %d global",
+             user.task.describe(), per_replica, strategy.num_replicas_in_sync, global_batch)
+    with strategy.scope():
+        model = build_user_model(user, inputs.model_inputs(user, tf_transform_output), options.learning_rate)
+    callbacks = [keras.callbacks.TensorBoard(log_dir=job.model_run_dir)] if is_chief else []
+    if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
+        # The coordinator hands each worker a dataset it builds itself (DatasetCreator).
+        def dataset_fn(input_context):
+            return inputs.make_input_dataset(job.train_files, tf_transform_output, user,
+                                             input_context.get_per_replica_batch_size(global_batch))
+
+        train_ds = keras.utils.experimental.DatasetCreator(dataset_fn)
+        model.fit(train_ds, epochs=1, steps_per_epoch=job.train_steps, verbose=2, callbacks=callbacks)
+    else:
+        train_ds = inputs.make_input_dataset(job.train_files, tf_transform_output, user, global_batch,
+                                             cache=options.input_cache)
+        eval_ds = inputs.make_input_dataset(job.eval_files, tf_transform_output, user, global_batch, shuffle=False)
+        model.fit(train_ds, epochs=1, steps_per_epoch=job.train_steps, validation_data=eval_ds,
+                  validation_steps=job.eval_steps, verbose=2, callbacks=callbacks)
+    model_uri = os.path.dirname(export_dir.rstrip("/"))
+    # QAT clones the model, so it runs before export_serving_model attaches the tf.Transform layer.
+    # (The config rejects QAT with parameter_server.)
+    if config.qat_steps > 0:
+        from components.training.qat import train_quantization_aware
+
+        log.info("quantization-aware training: %d steps", config.qat_steps)
+        with strategy.scope():
+            qat_model = train_quantization_aware(model, train_ds, config.qat_steps,
+                                                 lambda copy: compile_like(copy, model, user))
+        export.export_transformed_model(qat_model, export.transformed_model_dir(model_uri, qat=True))
+    export.export_transformed_model(model, export.transformed_model_dir(model_uri))
+    export.export_serving_model(model, tf_transform_output, user, export_dir)
+
+
+def run_fn(fn_args) -> None:
+    """TFX Trainer entry point."""
+    job = TrainerJob.from_fn_args(fn_args)
+    options = job.config.options
+    strategy_lib.validate(options.strategy)
+    if options.needs_own_processes:
+        from components.training import launcher
+
+        launcher.train_in_worker_processes(job)
+        return
+    strategy = strategy_lib.build_strategy(options.strategy)
+    train_and_export(job, strategy, job.serving_model_dir)

@@ -1,0 +1,1 @@
+"""A binary classification dataset (synthetic loans): a data scientist's package for the platform tests."""

@@ -1,0 +1,101 @@
+"""Another dataset, another task, end to end, with no platform edit (marked e2e: minutes).
+
+For a multi-class and a regression dataset (tests/datasets: only the data scientist's three files),
+the steps the README gives for a new dataset: synthetic CSV -> `tfxp data` -> `tfxp schema` ->
+a config file -> `tfxp run`. Then: every component ran, a model was pushed, and the Evaluator, the
+TFLite branch and the printed prediction all speak the task's language.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from components.core.user_code import load_user_code
+from pipeline.config import load_config
+from pipeline.run_summary import EXECUTED, latest_output_uri, latest_run_states
+from serving import predict
+from tests.support import synthetic
+
+pytestmark = pytest.mark.e2e
+
+CASES = {
+    # package: (evaluation section, TFMA metric names, TFLite metrics, what the printed prediction looks like)
+    "synth_multiclass": ({"threshold": 0.5}, {"sparse_categorical_accuracy", "example_count"}, ["accuracy"],
+                         r"segment = (bronze|silver|gold) \(p = [01]\.\d{3}\) \(its label: (bronze|silver|gold)\)"),
+    "synth_regression": ({"threshold": 6.0}, {"mean_absolute_error", "root_mean_squared_error", "example_count"},
+                         ["mae", "rmse"], r"price = [-\d.e+]+ \(its label: [-\d.e+]+\)"),
+}
+
+
+def _tfxp(*args):
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def dataset_run(request, tmp_path_factory):
+    package = request.param
+    tmp = tmp_path_factory.mktemp(package)
+    csv_path = synthetic.write_csv(tmp / "data.csv", load_user_code(package), 1500)
+    config = {"pipeline_name": package, "user_package": package, "data_root": str(tmp / "data"),
+              "output_root": str(tmp / "runs"), "schema_path": str(tmp / "schema.pbtxt"),
+              "training": {"train_steps": 250, "eval_steps": 10, "batch_size": 32},
+              "evaluation": CASES[package][0]}
+    config_path = tmp / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    _tfxp("data", "--config", str(config_path), "--csv", csv_path)
+    schema = _tfxp("schema", "--config", str(config_path))
+    run = _tfxp("run", "--config", str(config_path))
+    return package, load_config(str(config_path)), schema, run
+
+
+def test_the_schema_is_inferred_for_the_feature_list(dataset_run):
+    import tensorflow_data_validation as tfdv
+    package, cfg, schema, _ = dataset_run
+    inferred = tfdv.load_schema_text(cfg.resolved_schema_path)
+    assert {f.name for f in inferred.feature} == set(cfg.user_code.feature_by_name)
+    label = next(f for f in inferred.feature if f.name == cfg.user_code.task.label)
+    assert list(label.not_in_environment) == ["SERVING"] and not any(f.HasField("shape") for f in inferred.feature)
+    assert "wrote a schema of" in schema.stdout
+
+
+def test_every_component_runs_and_a_model_is_pushed(dataset_run):
+    _, cfg, _, run = dataset_run
+    states = latest_run_states(cfg.resolved_metadata_path, cfg.pipeline_name)
+    assert states and set(states.values()) == {EXECUTED}, states
+    assert len(predict.model_versions(cfg.serving_model_dir)) == 1
+    assert len(predict.model_versions(cfg.lite_serving_model_dir, marker_suffix=".tflite")) == 1
+    assert "Pushed model:" in run.stdout
+
+
+def test_the_evaluator_measures_and_gates_with_the_task_s_metrics(dataset_run):
+    import tensorflow_model_analysis as tfma
+    package, cfg, _, _ = dataset_run
+    evaluation = latest_output_uri(cfg.resolved_metadata_path, cfg.pipeline_name, "evaluator", "evaluation")
+    overall = next(m[""][""] for key, m in tfma.load_eval_result(evaluation).slicing_metrics if key == ())
+    assert set(overall) == CASES[package][1]
+    assert tfma.load_validation_result(evaluation).validation_ok
+    blessing = latest_output_uri(cfg.resolved_metadata_path, cfg.pipeline_name, "evaluator", "blessing")
+    assert os.path.exists(os.path.join(blessing, "BLESSED"))
+
+
+def test_the_tflite_branch_reports_the_task_s_metrics(dataset_run):
+    package, cfg, _, run = dataset_run
+    version = predict.latest_version(cfg.lite_serving_model_dir, marker_suffix=".tflite")
+    with open(os.path.join(version, "report.json")) as f:
+        report = json.load(f)
+    assert report["task"] == cfg.user_code.task.KIND and report["metrics"] == CASES[package][2]
+    header = next(line for line in run.stdout.splitlines() if line.strip().startswith("variant"))
+    assert all(name in header.split() for name in CASES[package][2])
+
+
+def test_the_printed_prediction_speaks_the_task_s_language(dataset_run):
+    package, _, _, run = dataset_run
+    assert re.search(CASES[package][3], run.stdout), run.stdout[-1500:]
+    assert "big tipper" not in run.stdout and "trip_" not in run.stdout

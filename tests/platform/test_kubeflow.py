@@ -1,0 +1,169 @@
+"""tfxp compile / submit: the KFP v2 PipelineSpec, checked offline, and the whole compiled pipeline
+run task by task through TFX's Kubeflow v2 container entrypoint with every artifact on gs:// (a
+local fake GCS), exactly as the image would run it."""
+import json
+import os
+
+import pytest
+import yaml
+
+from pipeline import kubeflow_runner
+from pipeline.config import CONFIG_DIR, load_config
+from pipeline.pipeline import create_pipeline
+from tests.conftest import write_csv_slice
+
+ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+RESOLVER_ID = "latest_blessed_model_resolver"
+LOCAL_SCHEMA = f"schema_path={load_config().resolved_schema_path}"
+
+
+@pytest.fixture(scope="module")
+def kubeflow_config():
+    # The shipped preset (gs:// root: compiling must not touch it), with a schema path that exists here.
+    return load_config(os.path.join(CONFIG_DIR, "kubeflow.yaml"), overrides=[LOCAL_SCHEMA])
+
+
+@pytest.fixture(scope="module")
+def compiled(kubeflow_config, tmp_path_factory):
+    path = kubeflow_runner.compile_pipeline(kubeflow_config, str(tmp_path_factory.mktemp("kfp") / "p.yaml"))
+    with open(path) as f:
+        return path, yaml.safe_load(f)
+
+
+def _tasks(spec):
+    return spec["root"]["dag"]["tasks"]
+
+
+def _component_of_task(task_name):
+    return RESOLVER_ID if task_name.startswith(RESOLVER_ID) else task_name
+
+
+def test_compiles_offline_against_a_remote_pipeline_root(compiled, kubeflow_config):
+    path, spec = compiled
+    assert kubeflow_config.resolved_pipeline_root.startswith("gs://")
+    assert spec["pipelineInfo"]["name"] == kubeflow_config.pipeline_name
+    assert spec["sdkVersion"].startswith("tfx-1.16")
+
+
+def test_kfp_loads_the_package(compiled):
+    from kfp import components
+    assert components.load_component_from_file(compiled[0]).name == "chicago-taxi"
+
+
+def test_every_component_runs_the_configured_image_with_the_tfx_entrypoint(compiled, kubeflow_config):
+    _, spec = compiled
+    local_ids = {c.id for c in create_pipeline(kubeflow_config, exclude_candidate_from_baseline=False).components}
+    assert {_component_of_task(t) for t in _tasks(spec)} == local_ids
+    executors = spec["deploymentSpec"]["executors"]
+    containers = {name: e["container"] for name, e in executors.items() if "container" in e}
+    assert {n.replace("_executor", "") for n in containers} == local_ids - {RESOLVER_ID}
+    for container in containers.values():
+        assert container["image"] == kubeflow_config.image
+        assert container["command"] == ENTRYPOINT
+
+
+def test_dag_edges_match_the_local_pipeline(compiled, kubeflow_config):
+    _, spec = compiled
+    local = create_pipeline(kubeflow_config, exclude_candidate_from_baseline=False)
+    local_edges = {(up.id, c.id) for c in local.components for up in c.upstream_nodes}
+    ir_edges = {(_component_of_task(dep), _component_of_task(name))
+                for name, task in _tasks(spec).items() for dep in task.get("dependentTasks", [])}
+    assert {(a, b) for a, b in ir_edges if a != b} == local_edges
+    assert ("AnomaliesGate", "Transform") in ir_edges  # the gate really guards Transform
+
+
+def test_beam_args_are_passed_to_every_beam_step(compiled, kubeflow_config):
+    executors = compiled[1]["deploymentSpec"]["executors"]
+    for step in ["StatisticsGen", "Transform", "evaluator", "ImportExampleGen"]:
+        args = executors[f"{step}_executor"]["container"]["args"]
+        for flag in kubeflow_config.resolved_beam_args:
+            assert flag in args, (step, flag)
+
+
+def _parameter(task, name):
+    value = task["inputs"]["parameters"][name]["runtimeValue"]["constantValue"]
+    return next(iter(value.values()))
+
+
+def test_runtime_parameters_carry_the_config(compiled, kubeflow_config):
+    tasks = _tasks(compiled[1])
+    assert json.loads(_parameter(tasks["Trainer"], "train_args")) == {"num_steps": kubeflow_config.training.train_steps}
+    custom = json.loads(_parameter(tasks["Trainer"], "custom_config"))
+    assert custom["training"]["strategy"] == kubeflow_config.training.strategy
+    assert custom["user_package"] == "components" and custom["code_fingerprint"]
+    assert _parameter(tasks["Trainer"], "run_fn") == "components.training.trainer.run_fn"
+    assert _parameter(tasks["Transform"], "preprocessing_fn") == "components.preprocessing.preprocessing_fn"
+    assert _parameter(tasks["ImportExampleGen"], "input_base") == kubeflow_config.resolved_data_root
+
+
+def test_every_module_path_in_the_ir_imports(compiled):
+    from tfx.utils import import_utils
+    tasks, executors = _tasks(compiled[1]), compiled[1]["deploymentSpec"]["executors"]
+    for path in [_parameter(tasks["Trainer"], "run_fn"), _parameter(tasks["Transform"], "preprocessing_fn")]:
+        assert callable(import_utils.import_func_from_module(*path.rsplit(".", 1)))
+    for executor in executors.values():
+        if "container" in executor:
+            args = executor["container"]["args"]
+            assert import_utils.import_class_by_path(args[args.index("--executor_class_path") + 1])
+
+
+def test_compile_rejects_a_name_kubeflow_cannot_take(tmp_path):
+    from pipeline.config import ConfigError
+    cfg = load_config(os.path.join(CONFIG_DIR, "kubeflow.yaml"), overrides=["pipeline_name=chicago_taxi"])
+    with pytest.raises(ConfigError, match="'chicago-taxi'"):
+        kubeflow_runner.compile_pipeline(cfg, str(tmp_path / "p.yaml"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_submit_to_an_unreachable_host_is_a_clear_error():
+    cfg = load_config(os.path.join(CONFIG_DIR, "kubeflow.yaml"))
+    with pytest.raises(kubeflow_runner.SubmitError, match="cannot reach Kubeflow Pipelines at http://127.0.0.1:9"):
+        kubeflow_runner.submit(cfg, "http://127.0.0.1:9")
+
+
+# -- the whole compiled pipeline on gs:// --------------------------------------------------------
+
+@pytest.mark.e2e
+def test_every_compiled_task_runs_through_the_container_entrypoint_on_gcs(tmp_path):
+    import tensorflow as tf
+
+    from data import tfrecords
+    from serving import predict
+    from tests.support.fake_gcs import FakeGCS
+    from tests.support.kfp_harness import CompiledPipelineRun
+
+    local_data = tfrecords.convert_csv(write_csv_slice(tmp_path / "slice.csv", 800), str(tmp_path / "data"),
+                                       features=load_config().user_code.features, shards=2).output_dir
+    with FakeGCS() as gcs:
+        for split in ("train", "eval"):
+            for name in os.listdir(os.path.join(local_data, split)):
+                tf.io.gfile.makedirs(gcs.url("data", split))
+                tf.io.gfile.copy(os.path.join(local_data, split, name), gcs.url("data", split, name))
+        cfg = load_config(os.path.join(CONFIG_DIR, "kubeflow.yaml"), overrides=[
+            LOCAL_SCHEMA, f"data_root={gcs.url('data')}", f"output_root={gcs.url()}",
+            f"pipeline_root={gcs.url('pipelines')}", f"serving_dir={gcs.url('serving')}",
+            # in_memory: one process per task is what this 2-core machine affords (the preset uses the pod's cores).
+            "beam_preset=in_memory", "training.train_steps=30", "training.eval_steps=5", "training.batch_size=16",
+            "evaluation.threshold=null", "tflite.representative_examples=50"])
+        package = kubeflow_runner.compile_pipeline(cfg, str(tmp_path / "pipeline.yaml"))
+        with open(package) as f:
+            spec = yaml.safe_load(f)
+        run = CompiledPipelineRun(spec, cfg.resolved_pipeline_root, "run-1", dict(os.environ))
+        ran = run.run_all()
+        print("seconds per task:", {name: round(s, 1) for name, s in run.seconds.items()})
+
+        local_ids = {c.id for c in create_pipeline(cfg, exclude_candidate_from_baseline=False).components}
+        assert set(ran) == local_ids - {RESOLVER_ID}
+        assert ran[0] in ("ImportExampleGen", "ImportSchemaGen") and ran[-1] in ("pusher", "pusher_lite")
+        # Both pushers pushed a version into the gs:// serving dirs.
+        (version,) = tf.io.gfile.listdir(cfg.serving_model_dir)
+        served = f"{cfg.serving_model_dir}/{version.rstrip('/')}"
+        assert tf.io.gfile.exists(f"{served}/saved_model.pb")
+        lite_versions = tf.io.gfile.listdir(cfg.lite_serving_model_dir)
+        assert len(lite_versions) == 1
+        lite_files = tf.io.gfile.listdir(f"{cfg.lite_serving_model_dir}/{lite_versions[0].rstrip('/')}")
+        assert {"dynamic_range.tflite", "int8.tflite", "input_contract.json", "report.json"} <= \
+            {f.rstrip("/") for f in lite_files}
+        # The model pushed to gs:// serves raw examples.
+        outputs = predict.predict_serialized(served, predict.first_raw_examples(local_data, "eval", 3))
+        assert outputs.shape == (3, 1)

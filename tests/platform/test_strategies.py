@@ -1,0 +1,129 @@
+"""Every distribution strategy trains on real transformed data and exports a working model."""
+import json
+import os
+import re
+import signal
+import threading
+import time
+
+import pytest
+import tensorflow as tf
+
+from components.training import launcher, strategy as strategy_lib, trainer
+from tests.support.workspace import fn_args
+
+PACKAGE = "synth_binary"
+
+
+def _run(workspace, out, **options):
+    args = fn_args(workspace.user(PACKAGE), workspace.transformed(PACKAGE), str(out),
+                   train_steps=options.pop("train_steps", 8), **options)
+    trainer.run_fn(args)
+    return args
+
+
+def _assert_serves(workspace, out):
+    raw = [r for r in tf.data.TFRecordDataset(tf.io.gfile.glob(workspace.tfrecords(PACKAGE)["patterns"]["eval"]),
+                                              compression_type="GZIP").take(4)]
+    serve = tf.saved_model.load(str(out / "model" / "Format-Serving")).signatures["serving_default"]
+    out = serve(examples=tf.stack(raw))["outputs"].numpy()
+    assert out.shape == (4, 1) and ((out >= 0) & (out <= 1)).all()
+
+
+def _worker_logs(out):
+    workers = out / "run" / launcher.WORKERS_DIR
+    return {p.name: p.read_text() for p in workers.glob("worker-*.log")} if workers.exists() else {}
+
+
+@pytest.mark.parametrize("name", ["one_device", "auto"])
+def test_in_process_strategy_trains_and_exports(name, workspace, tmp_path):
+    _run(workspace, tmp_path, strategy=name)
+    _assert_serves(workspace, tmp_path)
+
+
+def test_mirrored_on_two_logical_cpus_runs_two_replicas(workspace, tmp_path):
+    _run(workspace, tmp_path, strategy="mirrored", cpu_devices=2)
+    _assert_serves(workspace, tmp_path)
+    log = _worker_logs(tmp_path)["worker-0.log"]
+    assert "strategy: mirrored (MirroredStrategy) with 2 replica(s) in sync" in log, log[-2000:]
+    assert "16 per replica x 2 replica(s) = 32 global" in log
+
+
+def test_multi_worker_mirrored_with_two_local_workers_exports_once(workspace, tmp_path):
+    _run(workspace, tmp_path, strategy="multi_worker_mirrored", num_workers=2)
+    _assert_serves(workspace, tmp_path)
+    logs = _worker_logs(tmp_path)
+    assert set(logs) == {"worker-0.log", "worker-1.log"}
+    assert all("strategy: multi_worker_mirrored (CollectiveAllReduceStrategy) with 2 replica(s) in sync" in text
+               for text in logs.values())
+    # Exactly one export: the chief's, in the Trainer's model dir; the other worker's temp dir is gone.
+    exports = [d for d, _, files in os.walk(tmp_path) if "saved_model.pb" in files and d.endswith("Format-Serving")]
+    assert exports == [str(tmp_path / "model" / "Format-Serving")]
+
+
+def test_parameter_server_strategy_trains_with_fit_and_exports(workspace, tmp_path):
+    _run(workspace, tmp_path, strategy="parameter_server", num_workers=2, num_parameter_servers=1)
+    _assert_serves(workspace, tmp_path)
+    assert "strategy: parameter_server (ParameterServerStrategyV2)" in _worker_logs(tmp_path)["worker-0.log"]
+
+
+def test_a_killed_worker_fails_the_training_in_bounded_time(workspace, tmp_path):
+    outcome = {}
+
+    def train():
+        try:
+            _run(workspace, tmp_path, strategy="multi_worker_mirrored", num_workers=2, train_steps=100000)
+        except Exception as e:  # noqa: BLE001  (the test inspects it)
+            outcome["error"] = e
+        outcome["done"] = time.monotonic()
+
+    thread = threading.Thread(target=train, daemon=True)
+    thread.start()
+    workers_json = tmp_path / "run" / launcher.WORKERS_DIR / "workers.json"
+    deadline = time.monotonic() + 180
+    # Kill worker 1 once both workers have joined the cluster and training is under way (its
+    # live log is local while it runs: workers.json says where).
+    while time.monotonic() < deadline:
+        if workers_json.exists():
+            live_log = json.loads(workers_json.read_text())["live_logs"][1]
+            if re.search(r"replica\(s\) in sync", _read(live_log)):
+                break
+        time.sleep(0.5)
+    pids = json.loads(workers_json.read_text())["pids"]
+    killed_at = time.monotonic()
+    os.kill(pids[1], signal.SIGKILL)
+    thread.join(timeout=60)
+    assert "done" in outcome, "training did not stop within 60 s of a worker being killed"
+    assert outcome["done"] - killed_at < 30
+    assert isinstance(outcome["error"], launcher.WorkerFailedError)
+    assert "worker 1" in str(outcome["error"]) and "killed by signal 9" in str(outcome["error"])
+    for pid in pids:  # nothing left running
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    # The logs were kept, where the Trainer's run dir is.
+    assert set(_worker_logs(tmp_path)) == {"worker-0.log", "worker-1.log"}
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def test_tpu_is_a_clear_error_without_a_tpu():
+    with pytest.raises(strategy_lib.StrategyError, match="no TPU is reachable"):
+        strategy_lib.build_strategy("tpu")
+
+
+def test_an_unknown_strategy_fails_before_any_training(workspace, tmp_path):
+    with pytest.raises(ValueError, match="unknown strategy 'warp'"):
+        _run(workspace, tmp_path, strategy="warp")
+    assert not (tmp_path / "model").exists()
+
+
+def test_splitting_the_cpu_after_initialization_is_a_clear_error():
+    tf.constant(1.0)  # TensorFlow is initialized in this process by now (with 1 logical CPU)
+    with pytest.raises(strategy_lib.StrategyError, match="already initialized"):
+        strategy_lib.split_cpu(3)

@@ -1,0 +1,134 @@
+"""Runs a compiled KFP v2 PipelineSpec (what `tfxp compile` writes) task by task, as Kubeflow would.
+
+Each container task runs the IR's own command and arguments (TFX's v2 container entrypoint,
+``kubeflow_v2_run_executor``) in a fresh process and an empty working directory, with the
+``{{$}}`` placeholder replaced by an ExecutorInput built from the IR: constant parameters from
+the task, input artifacts from the upstream tasks' ``executor_output.json`` (their metadata, e.g.
+``split_names`` or ``blessed``), artifact types from the component definitions (the output file
+omits them), and output URIs under ``<pipeline_root>/<run>/<task>/<key>`` as Kubeflow lays them
+out. Resolver tasks are MLMD queries that Kubeflow's driver answers, not containers: on a
+pipeline's first run nothing is blessed yet, so they resolve to no artifact.
+
+After each task, the working directory must still be empty: code that treats a ``gs://`` URI as a
+local path (``os.makedirs``, ``open``) silently creates ``./gs:/...`` there.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List
+
+
+class TaskFailed(AssertionError):
+    pass
+
+
+def _tasks(spec) -> Dict:
+    return spec["root"]["dag"]["tasks"]
+
+
+def topological_order(spec) -> List[str]:
+    tasks, order, done = _tasks(spec), [], set()
+
+    def visit(name):
+        if name in done:
+            return
+        task = tasks[name]
+        upstream = set(task.get("dependentTasks", []))
+        upstream |= {a["taskOutputArtifact"]["producerTask"] for a in task.get("inputs", {}).get("artifacts", {}).values()
+                     if "taskOutputArtifact" in a}
+        for dependency in sorted(upstream):
+            visit(dependency)
+        done.add(name)
+        order.append(name)
+
+    for name in sorted(tasks):
+        visit(name)
+    return order
+
+
+def _component(spec, task_name):
+    return spec["components"][_tasks(spec)[task_name]["componentRef"]["name"]]
+
+
+def _artifact_type(definition) -> Dict:
+    artifact_type = definition["artifactType"]
+    return ({"instanceSchema": artifact_type["instanceSchema"]} if "instanceSchema" in artifact_type
+            else {"schemaTitle": artifact_type["schemaTitle"]})
+
+
+def _executor(spec, task_name):
+    return spec["deploymentSpec"]["executors"][_component(spec, task_name)["executorLabel"]]
+
+
+class CompiledPipelineRun:
+    """One run of the compiled pipeline; ``outputs[task][key]`` are the artifacts each task wrote."""
+
+    def __init__(self, spec: Dict, pipeline_root: str, run_name: str, env: Dict[str, str], timeout: float = 900):
+        self.spec, self.pipeline_root, self.run_name = spec, pipeline_root.rstrip("/"), run_name
+        self.env, self.timeout = env, timeout
+        self.outputs: Dict[str, Dict[str, List[Dict]]] = {}
+        self.logs: Dict[str, str] = {}
+        self.seconds: Dict[str, float] = {}
+
+    def run_all(self) -> List[str]:
+        """Runs every task in DAG order; returns the names of the container tasks that ran."""
+        ran = []
+        for name in topological_order(self.spec):
+            if "container" in _executor(self.spec, name):
+                self.run_task(name)
+                ran.append(name)
+            else:  # a resolver: the latest blessed model, of which there is none on a first run
+                outputs = _component(self.spec, name).get("outputDefinitions", {}).get("artifacts", {})
+                self.outputs[name] = {key: [] for key in outputs}
+        return ran
+
+    def _inputs(self, task_name) -> Dict:
+        task = _tasks(self.spec)[task_name]
+        artifacts = {}
+        for key, source in task.get("inputs", {}).get("artifacts", {}).items():
+            producer = source["taskOutputArtifact"]
+            artifacts[key] = {"artifacts": self.outputs[producer["producerTask"]][producer["outputArtifactKey"]]}
+        parameters = {key: value["runtimeValue"]["constantValue"]
+                      for key, value in task.get("inputs", {}).get("parameters", {}).items()}
+        return {"artifacts": artifacts, "parameters": parameters}
+
+    def run_task(self, task_name: str) -> Dict:
+        component = _component(self.spec, task_name)
+        container = _executor(self.spec, task_name)["container"]
+        output_definitions = component.get("outputDefinitions", {}).get("artifacts", {})
+        outputs = {key: {"artifacts": [{
+            "name": f"{self.run_name}-{task_name}-{key}",
+            "uri": f"{self.pipeline_root}/{self.run_name}/{task_name}/{key}",
+            "type": _artifact_type(definition)}]} for key, definition in output_definitions.items()}
+        with tempfile.TemporaryDirectory(prefix=f"kfp-{task_name}-") as workdir:
+            output_file = os.path.join(tempfile.mkdtemp(prefix="kfp-out-"), "executor_output.json")
+            executor_input = {"inputs": self._inputs(task_name),
+                              "outputs": {"artifacts": outputs, "outputFile": output_file}}
+            args = [json.dumps(executor_input) if a == "{{$}}" else a for a in container["args"]]
+            command = [sys.executable] + container["command"][1:]  # the image's `python`: this environment's
+            start = time.monotonic()
+            result = subprocess.run(command + args, capture_output=True, text=True, timeout=self.timeout,
+                                    cwd=workdir, env=self.env)
+            self.seconds[task_name] = time.monotonic() - start
+            self.logs[task_name] = result.stderr
+            if result.returncode != 0:
+                raise TaskFailed(f"task {task_name} failed (exit {result.returncode}):\n{result.stderr[-6000:]}")
+            leftovers = os.listdir(workdir)
+            if leftovers:
+                raise TaskFailed(f"task {task_name} wrote to the local disk instead of the artifact store: "
+                                 f"{leftovers} in its working directory")
+        with open(output_file) as f:
+            written = json.load(f).get("artifacts", {})
+        self.outputs[task_name] = {}
+        for key, declared in outputs.items():
+            artifact = dict(declared["artifacts"][0])
+            produced = written.get(key, {}).get("artifacts", [{}])[0]
+            artifact["metadata"] = produced.get("metadata", {})
+            artifact["uri"] = produced.get("uri", artifact["uri"])
+            self.outputs[task_name][key] = [artifact]
+        return self.outputs[task_name]
