@@ -80,10 +80,11 @@ def main():
     print(f"eval examples: {len(labels)}; SavedModel " + ", ".join(f"{n} {v:.4f}" for n, v in reference.items()) + "; "
           f"SavedModel signature {saved_model_s * 1000:.3f} ms/example (transformed inputs), "
           f"full serving signature {full_serving_s * 1000:.3f} ms/example (raw tf.Example)")
-    print(f"{'mode':<14}{'KiB':>7}{'size x':>8}{gate.name + ' worse by':>16}{'ms/ex':>8}{'speedup':>9}{'vs full':>9}")
+    worse_by = f"{gate.name} worse by"
+    print(f"{'mode':<14}{'KiB':>7}{'size x':>8}  {worse_by:>{len(worse_by)}}{'ms/ex':>8}{'speedup':>9}{'vs full':>9}")
     for mode, r in results.items():
         print(f"{mode:<14}{r['size_bytes'] / 1024:>7.1f}{r['size_ratio_vs_float32_tflite']:>8.2f}"
-              f"{r['worse_by'][gate.name]:>16.4f}{r['latency_ms']:>8.3f}"
+              f"  {r['worse_by'][gate.name]:>{len(worse_by)}.4f}{r['latency_ms']:>8.3f}"
               f"{r['speedup_vs_saved_model']:>9.1f}{r['speedup_vs_full_serving_signature']:>9.1f}")
     int8 = results.get("int8")
     verdict = {

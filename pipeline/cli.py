@@ -155,6 +155,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    from components.core.user_code import UserCodeError
     from components.custom.anomalies_gate import AnomaliesFoundError
     from data.tfrecords import DataError
     from pipeline.config import ConfigError
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
     from pipeline.schema_tool import SchemaError
     try:
         return args.func(args)
-    except (DataError, ConfigError, SubmitError, SchemaError, FileNotFoundError) as e:
+    except (DataError, ConfigError, SubmitError, SchemaError, UserCodeError, FileNotFoundError) as e:
         print(f"tfxp {args.command}: error: {e}", file=sys.stderr)
         return 2
     except AnomaliesFoundError as e:

@@ -13,7 +13,7 @@ them re-runs the component (and what follows) and nothing else.
     TFLite components    the Trainer's, and components/custom/
 
 Platform code counts by whole packages, not by followed imports: code reached through a worker
-process (``python -m components.training.launcher``), a lazy import inside a function or a module
+process (``python -m components.training.worker``), a lazy import inside a function or a module
 name in a string is covered too. The user package counts whole for the Trainer; for Transform only
 what preprocessing.py imports, so that editing model.py leaves Transform cached.
 """

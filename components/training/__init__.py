@@ -5,6 +5,8 @@ trainer.py   run_fn: builds your model for your task, trains it under the strate
 inputs.py    the input pipeline (training, diagnose-input, TFLite), the model inputs
 export.py    the SavedModel exports: serving_default on raw tf.Examples, the bare model for TFLite
 strategy.py  builds the tf.distribute strategy by name
-launcher.py  runs training in local worker processes (multi-worker, parameter server, logical CPUs)
+launcher.py  starts and watches local worker processes (multi-worker, parameter server, logical CPUs)
+worker.py    one worker process: builds the strategy in a fresh runtime, runs the trainer
+Imports run one way: worker -> trainer -> launcher, inputs, export, strategy -> options.
 qat.py       quantization-aware fine-tuning (tfmot)
 """

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from components.core.feature import BUCKETIZED, CATEGORICAL, NUMERIC, VOCABULARY
 from components.core.transforms import NUM_OOV_BUCKETS
-from components.core.user_code import UserCode
+from components.core.user_code import UserCode, UserCodeError
 
 SHUFFLE_BUFFER = 10_000
 # Stages of make_input_dataset, in order; stop_after= one of them returns the pipeline up to it.
@@ -68,7 +68,7 @@ def check_label(user: UserCode, tf_transform_output) -> None:
     """preprocessing_fn must output the label the task names: say so clearly when it does not."""
     spec = tf_transform_output.transformed_feature_spec()
     if user.task.label_key not in spec:
-        raise ValueError(f"{user.file('preprocessing')}: preprocessing_fn outputs no {user.task.label_key!r}, the "
+        raise UserCodeError(f"{user.file('preprocessing')}: preprocessing_fn outputs no {user.task.label_key!r}, the "
                          f"label of TASK ({user.task.describe()}); it outputs {', '.join(sorted(spec))}")
 
 

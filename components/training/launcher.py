@@ -1,4 +1,5 @@
-"""Runs the Trainer's training in fresh worker processes on this machine.
+"""Runs the Trainer's training in fresh worker processes on this machine (process management only:
+each worker runs components/training/worker.py).
 
 Used when the strategy needs a process of its own (TrainingOptions.needs_own_processes):
 
@@ -21,7 +22,6 @@ end, succeeded or not, the logs and ``workers.json`` (their pids) are copied to
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -90,8 +90,7 @@ def train_in_worker_processes(job) -> None:
             logs.append(log_path)
             with open(log_path, "w") as log_file:
                 processes.append(subprocess.Popen(
-                    [sys.executable, "-m", "components.training.launcher", "--job", job_path,
-                     "--task-index", str(index)],
+                    [sys.executable, "-m", "components.training.worker", "--job", job_path, "--task-index", str(index)],
                     env=env, stdout=log_file, stderr=subprocess.STDOUT))
         with open(os.path.join(local_dir, "workers.json"), "w") as f:
             # The live logs' local paths too: while training runs, they are only there.
@@ -147,57 +146,3 @@ def _wait(processes, logs, timeout: float, final_dir: str) -> None:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-
-
-def create_in_process_cluster(num_workers: int, num_ps: int):
-    """Workers and parameter servers as in-process gRPC servers (TensorFlow's PS tutorial)."""
-    import tensorflow as tf
-
-    ports = free_ports(num_workers + num_ps)
-    cluster = {"worker": [f"localhost:{p}" for p in ports[:num_workers]],
-               "ps": [f"localhost:{p}" for p in ports[num_workers:]]}
-    spec = tf.train.ClusterSpec(cluster)
-    worker_config = tf.compat.v1.ConfigProto()
-    if os.cpu_count() and os.cpu_count() < num_workers + 1:
-        worker_config.inter_op_parallelism_threads = num_workers + 1
-    for i in range(num_workers):
-        tf.distribute.Server(spec, job_name="worker", task_index=i, config=worker_config, protocol="grpc")
-    for i in range(num_ps):
-        tf.distribute.Server(spec, job_name="ps", task_index=i, protocol="grpc")
-    return tf.distribute.cluster_resolver.SimpleClusterResolver(spec, rpc_layer="grpc")
-
-
-def worker_main(job_path: str, task_index: int) -> None:
-    import components  # noqa: F401  (one Keras)
-    from components.training import strategy as strategy_lib
-    from components.training import trainer
-
-    with open(job_path) as f:
-        job = trainer.TrainerJob(**json.load(f))
-    options = job.config.options
-    resolver = None
-    if options.strategy == "parameter_server":
-        resolver = create_in_process_cluster(options.num_workers, options.num_parameter_servers)
-    strategy = strategy_lib.build_strategy(options.strategy, cpu_devices=options.cpu_devices,
-                                           cluster_resolver=resolver)
-    if task_index == 0:  # the chief
-        trainer.train_and_export(job, strategy, job.serving_model_dir)
-        return
-    scratch = tempfile.mkdtemp(prefix=f"worker-{task_index}-")
-    try:
-        trainer.train_and_export(job, strategy, os.path.join(scratch, "Format-Serving"), is_chief=False)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="one training worker (started by the Trainer)")
-    parser.add_argument("--job", required=True)
-    parser.add_argument("--task-index", type=int, default=0)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    worker_main(args.job, args.task_index)
-
-
-if __name__ == "__main__":
-    main()

@@ -53,7 +53,7 @@ def build_strategy(name: str, *, cpu_devices: int = 0, cluster_resolver=None):
                 implementation=tf.distribute.experimental.CommunicationImplementation.RING))
     elif name == "parameter_server":
         if cluster_resolver is None:
-            raise StrategyError("strategy parameter_server needs a cluster (components/training/launcher.py makes one)")
+            raise StrategyError("strategy parameter_server needs a cluster (components/training/worker.py makes one)")
         strategy = tf.distribute.experimental.ParameterServerStrategy(cluster_resolver)
     else:
         if cpu_devices > 1:

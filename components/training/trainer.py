@@ -17,7 +17,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from components.core.user_code import UserCode, load_user_code
+from components.core.user_code import UserCode, UserCodeError, load_user_code
 from components.training import export, inputs, strategy as strategy_lib
 from components.training.options import TrainerJobConfig
 
@@ -58,9 +58,10 @@ def build_user_model(user: UserCode, model_inputs, learning_rate: float) -> kera
     module = user.model_module()
     model = module.build_model(model_inputs, user.task, learning_rate)
     if not isinstance(model, keras.Model):
-        raise TypeError(f"{user.file('model')}: build_model must return a tf_keras Model, got {type(model).__name__}")
+        raise UserCodeError(f"{user.file('model')}: build_model must return a tf_keras Model (import tf_keras as "
+                            f"keras), got {type(model).__module__}.{type(model).__name__}")
     if model.optimizer is None:
-        raise ValueError(f"{user.file('model')}: build_model must compile the model (model.compile(...))")
+        raise UserCodeError(f"{user.file('model')}: build_model must compile the model (model.compile(...))")
     if not getattr(module, "USE_AUTOGRAPH", False):
         skip_autograph(model)
     return model

@@ -16,7 +16,8 @@ def _names(files):
 
 def test_the_trainer_reaches_every_training_module_even_one_run_only_as_a_worker_process():
     files = _names(cf.platform_files("core", "training") | cf.user_package_reach("components"))
-    assert {"components/training/launcher.py", "components/training/trainer.py", "components/training/qat.py",
+    assert {"components/training/worker.py", "components/training/launcher.py", "components/training/trainer.py",
+            "components/training/qat.py",
             "components/model.py", "components/features.py", "components/preprocessing.py"} <= files
     assert not any(f.startswith("components/custom/") for f in files)
 

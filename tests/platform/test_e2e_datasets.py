@@ -99,3 +99,28 @@ def test_the_printed_prediction_speaks_the_task_s_language(dataset_run):
     package, _, _, run = dataset_run
     assert re.search(CASES[package][3], run.stdout), run.stdout[-1500:]
     assert "big tipper" not in run.stdout and "trip_" not in run.stdout
+
+
+def test_a_preprocessing_fn_that_forgets_the_label_stops_the_run_with_one_clear_line(tmp_path):
+    import shutil
+    from tests.conftest import DATASETS_DIR
+    package = tmp_path / "pkg" / "forgetful"
+    shutil.copytree(os.path.join(DATASETS_DIR, "synth_regression"), package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    source = (package / "preprocessing.py").read_text()
+    (package / "preprocessing.py").write_text(source.replace("    outputs[features.TASK.label_key]", "    # outputs[...]"))
+    csv_path = synthetic.write_csv(tmp_path / "data.csv", load_user_code("synth_regression"), 400)
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "pipeline_name": "forgetful", "user_package": "forgetful", "source_csv": csv_path,
+        "data_root": str(tmp_path / "data"), "output_root": str(tmp_path / "runs"),
+        "training": {"train_steps": 5, "eval_steps": 1}, "tflite": {"enabled": False}}))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=str(tmp_path / "pkg") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(config_path)],
+                            capture_output=True, text=True, env=env, timeout=1200)
+    assert result.returncode == 2, result.stderr[-3000:]
+    error = [line for line in result.stderr.splitlines() if line.startswith("tfxp run: error:")]
+    assert len(error) == 1 and "forgetful/preprocessing.py: preprocessing_fn outputs no 'price_xf'" in error[0]
+    assert "Traceback" not in result.stderr
+    assert predict.model_versions(str(tmp_path / "runs" / "serving_model" / "forgetful")) == []

@@ -61,6 +61,24 @@ def test_multi_worker_mirrored_with_two_local_workers_exports_once(workspace, tm
     assert exports == [str(tmp_path / "model" / "Format-Serving")]
 
 
+def test_worker_processes_write_the_model_and_their_logs_to_gcs(workspace, tmp_path, monkeypatch):
+    """On Kubeflow the Trainer's dirs are gs://: the chief exports there, the logs are copied there,
+    and nothing lands in a local ./gs: folder."""
+    from tests.support.fake_gcs import FakeGCS
+    user, transformed = workspace.user(PACKAGE), workspace.transformed(PACKAGE)
+    monkeypatch.chdir(tmp_path)  # where a gs:// path used as a local one would appear
+    with FakeGCS() as gcs:
+        args = fn_args(user, transformed, str(tmp_path), train_steps=8, strategy="multi_worker_mirrored")
+        args.serving_model_dir, args.model_run_dir = gcs.url("model", "Format-Serving"), gcs.url("run")
+        trainer.run_fn(args)
+        assert tf.io.gfile.exists(gcs.url("model", "Format-Serving", "saved_model.pb"))
+        assert tf.io.gfile.exists(gcs.url("model", "Format-Transformed", "saved_model.pb"))
+        logs = {name.rstrip("/") for name in tf.io.gfile.listdir(gcs.url("run", launcher.WORKERS_DIR))}
+        assert logs == {"worker-0.log", "worker-1.log", "workers.json"}
+        assert "replica(s) in sync" in tf.io.gfile.GFile(gcs.url("run", launcher.WORKERS_DIR, "worker-1.log")).read()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("gs:")]
+
+
 def test_parameter_server_strategy_trains_with_fit_and_exports(workspace, tmp_path):
     _run(workspace, tmp_path, strategy="parameter_server", num_workers=2, num_parameter_servers=1)
     _assert_serves(workspace, tmp_path)
