@@ -304,12 +304,19 @@ def _apply_override(data: Dict[str, Any], override: str) -> None:
     if leaf not in types:
         raise ConfigError(f"override {key!r}: unknown key {leaf!r}; known: {', '.join(sorted(types))}")
     parsed = yaml.safe_load(value) if value != "" else ""
-    annotation = types[leaf]
-    if annotation is str or annotation == Optional[str]:
+    annotation = _without_optional(types[leaf])
+    if annotation is str:
         parsed = None if parsed is None and value.strip() in ("null", "~") else value
-    elif typing.get_origin(annotation) in (list, List) and not isinstance(parsed, list):
-        parsed = [parsed] if value else []
+    elif typing.get_origin(annotation) in (list, List) and parsed is not None and not isinstance(parsed, list):
+        parsed = [parsed] if value else []  # --set key=one_item
     node[leaf] = parsed
+
+
+def _without_optional(annotation):
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Union and type(None) in args:
+        return next(a for a in args if a is not type(None))
+    return annotation
 
 
 def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> PipelineConfig:

@@ -33,6 +33,7 @@ def test_a_config_without_a_name_says_so(tmp_path):
 
 
 def test_overrides_are_typed_like_the_field():
+    assert load_config(overrides=["evaluation.threshold=null", "schema_path=null"]).evaluation.threshold is None
     cfg = load_config(overrides=["training.train_steps=12", "enable_cache=false", "evaluation.threshold=0.7",
                                  "output_root=/tmp/x", "beam_args=[--a, --b]", "training.learning_rate=1e-2"])
     assert cfg.training.train_steps == 12 and cfg.enable_cache is False
@@ -83,6 +84,8 @@ def test_a_key_naming_a_feature_is_checked_only_when_set(tmp_path):
     cfg = load_config(path)
     assert cfg.slice_features == ["region"]  # the package's SLICE_FEATURES
     assert load_config(path, ["evaluation.slice_features=[channel]"]).slice_features == ["channel"]
+    assert load_config(path, ["evaluation.slice_features=channel"]).slice_features == ["channel"]
+    assert load_config(path, ["evaluation.slice_features=null"]).slice_features == ["region"]
     with pytest.raises(ConfigError, match="evaluation.slice_features: 'trip_start_hour' not in FEATURES of "
                                           "synth_multiclass/features.py"):
         load_config(path, ["evaluation.slice_features=[trip_start_hour]"])
