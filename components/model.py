@@ -44,6 +44,6 @@ def build_model(inputs: Sequence, task, learning_rate: float = 0.001) -> keras.M
 
 
 def compile_model(model: keras.Model, task, learning_rate: float) -> None:
-    """Also used for the quantization-aware copy of the model."""
+    """The optimizer, the task's loss and its metrics (the quantization-aware copy reuses them)."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=task.loss(), metrics=task.keras_metrics())
 

@@ -133,8 +133,9 @@ def describe_a_prediction(cfg: PipelineConfig, model_dir: str) -> str:
 
     user = cfg.user_code
     example = predict.first_raw_examples(cfg.resolved_data_root, "eval", 1)[0]
-    outputs = predict.predict_serialized(model_dir, [example])
-    label = predict.labels_of(model_dir, [example], user.task.label_key)
+    model = predict.load_model(model_dir)
+    outputs = predict.predict_serialized(model, [example])
+    label = predict.labels_of(model, [example], user.task.label_key)
     shown = [f.name for f in user.model_features][:5] + user.label_source_names
     return (f"Prediction of the served model on the first raw eval example ({predict.describe_example(example, shown)}): "
             f"{user.task.describe_prediction(outputs[0])} (its label: {user.task.describe_label(label)})")

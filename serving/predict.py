@@ -31,20 +31,27 @@ def latest_version(serving_model_dir: str, marker_suffix: str = "saved_model.pb"
     return versions[-1] if versions else None
 
 
-def predict_serialized(model_dir: str, serialized_examples: Sequence[bytes]) -> np.ndarray:
+def load_model(model):
+    """``model``: a SavedModel directory, or one already loaded (so that several calls load it once)."""
+    import tensorflow as tf
+
+    return tf.saved_model.load(model) if isinstance(model, str) else model
+
+
+def predict_serialized(model, serialized_examples: Sequence[bytes]) -> np.ndarray:
     """The model's outputs from its serving_default signature: [N, output units] (the task's head)."""
     import tensorflow as tf
 
-    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    serve = load_model(model).signatures["serving_default"]
     outputs = serve(examples=tf.constant(list(serialized_examples)))["outputs"].numpy()
     return outputs.reshape(len(serialized_examples), -1)
 
 
-def labels_of(model_dir: str, serialized_examples: Sequence[bytes], label_key: str) -> np.ndarray:
+def labels_of(model, serialized_examples: Sequence[bytes], label_key: str) -> np.ndarray:
     """The label of each example as the model's own tf.Transform graph computes it (transform_features)."""
     import tensorflow as tf
 
-    transform = tf.saved_model.load(model_dir).signatures["transform_features"]
+    transform = load_model(model).signatures["transform_features"]
     return transform(examples=tf.constant(list(serialized_examples)))[label_key].numpy().reshape(-1)
 
 

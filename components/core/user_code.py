@@ -99,16 +99,21 @@ def load_user_code(package: str = DEFAULT_PACKAGE) -> UserCode:
     except ValueError as e:
         raise UserCodeError(f"{where}: FEATURES: {e}") from None
     slice_features = tuple(getattr(module, "SLICE_FEATURES", ()))
-    unknown = [name for name in slice_features if name not in by_name(features)]
+    unknown = unknown_features(features, slice_features)
     if unknown:
         raise UserCodeError(f"{where}: SLICE_FEATURES names {', '.join(map(repr, unknown))}, not in FEATURES")
     return UserCode(package=package, directory=directory, features=features, task=task,
                     slice_features=slice_features)
 
 
+def unknown_features(features, names) -> List[str]:
+    known = by_name(features)
+    return [name for name in names if name not in known]
+
+
 def check_feature_names(user: UserCode, names, key: str) -> None:
     """For config keys that name features: every name must be in the user's FEATURES."""
-    unknown = [name for name in names if name not in user.feature_by_name]
+    unknown = unknown_features(user.features, names)
     if unknown:
         raise UserCodeError(f"{key}: {', '.join(map(repr, unknown))} not in FEATURES of "
                             f"{_where(user.package)}")

@@ -4,7 +4,8 @@
 It reads the Transform output (gzip'd TFRecords of transformed examples), builds the data
 scientist's model (``<user_package>.model.build_model``) for their TASK under the configured
 tf.distribute strategy, trains it, and exports it (see export.py). Strategies that need
-processes of their own are handed to launcher.py, which runs ``train_and_export`` in workers.
+processes of their own are handed to launcher.py, which starts worker.py processes that run
+``train_and_export``.
 """
 from __future__ import annotations
 
@@ -48,8 +49,10 @@ class TrainerJob:
         return TrainerJobConfig.from_custom_config(self.custom_config)
 
 
-def skip_autograph(model: keras.Model) -> None:
-    """Traces the model's step functions without autograph (see USE_AUTOGRAPH in model.py)."""
+def apply_autograph_choice(model: keras.Model, user: UserCode) -> None:
+    """Unless model.py sets USE_AUTOGRAPH, traces the model's step functions without autograph."""
+    if getattr(user.model_module(), "USE_AUTOGRAPH", False):
+        return
     for name in ("train_step", "test_step", "predict_step"):
         setattr(model, name, tf.autograph.experimental.do_not_convert(getattr(model, name)))
 
@@ -62,8 +65,7 @@ def build_user_model(user: UserCode, model_inputs, learning_rate: float) -> kera
                             f"keras), got {type(model).__module__}.{type(model).__name__}")
     if model.optimizer is None:
         raise UserCodeError(f"{user.file('model')}: build_model must compile the model (model.compile(...))")
-    if not getattr(module, "USE_AUTOGRAPH", False):
-        skip_autograph(model)
+    apply_autograph_choice(model, user)
     return model
 
 
@@ -71,7 +73,7 @@ def compile_like(model: keras.Model, original: keras.Model, user: UserCode) -> N
     """Compiles a copy of ``original`` (the QAT model) with its optimizer settings and loss."""
     optimizer = type(original.optimizer).from_config(original.optimizer.get_config())
     model.compile(optimizer=optimizer, loss=original.loss, metrics=user.task.keras_metrics())
-    skip_autograph(model)
+    apply_autograph_choice(model, user)
 
 
 def train_and_export(job: TrainerJob, strategy, export_dir: str, *, is_chief: bool = True) -> None:
