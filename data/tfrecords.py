@@ -7,6 +7,8 @@ Output layout (what ImportExampleGen reads as pre-split input)::
 
 * Columns are typed from the feature list (``FEATURES`` of the user's features.py): int64 / float / bytes.
 * An empty cell becomes an absent feature, never a sentinel number.
+* ``make_example`` (raw values -> tf.train.Example) is shared with ``tfxp predict``
+  (serving/client.py), which also takes JSON numbers, strings and lists.
 * The split (and the shard) is decided by a stable hash of a row key (the
   ``key_column``, or the whole raw CSV row), so the same row always lands in the
   same split, whatever the row order or the machine.
@@ -20,12 +22,13 @@ import binascii
 import csv
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import shutil
 import tempfile
 import time
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple, Union
 
 from components.core import feature as features_lib
 
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "eval")
 COMPRESSIONS = {"gzip": ("GZIP", ".tfrecord.gz"), "none": ("", ".tfrecord")}
+_INT64_MIN, _INT64_MAX = -2 ** 63, 2 ** 63 - 1
 
 
 class DataError(ValueError):
@@ -64,74 +68,130 @@ def shard_for(key: str, num_shards: int) -> int:
     return (_row_hash(key) // 100) % num_shards
 
 
-def _parse_cell(feature: features_lib.Feature, cell: str, where: str):
-    import tensorflow as tf
+def _shown(value) -> str:
+    """A raw value as an error message quotes it: CSV text in quotes, JSON values as JSON."""
+    text = repr(value) if isinstance(value, str) else json.dumps(value, default=repr)
+    return text if len(text) <= 60 else text[:57] + "..."
 
+
+def _as_int(value) -> Optional[int]:
+    """A whole number from text ("12", "12.0") or a JSON number; None if it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+        try:  # "12.0" is a whole number written as a float
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _as_float(value) -> Optional[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        return float(value)
+    except (ValueError, OverflowError):
+        return None
+
+
+def parse_value(feature: features_lib.Feature, value: Union[str, int, float], where: str) -> Union[int, float, bytes]:
+    """One raw value of ``feature`` from a CSV cell's text or a JSON number or string.
+
+    Returns what the tf.train.Example stores; raises DataError naming ``where`` and what was expected.
+    """
     if feature.dtype == features_lib.INT64:
-        try:
-            value = int(cell)
-        except ValueError:
-            try:  # "12.0" is a whole number written as a float
-                as_float = float(cell)
-            except ValueError:
-                as_float = None
-            if as_float is None or not as_float.is_integer():
-                raise DataError(f"{where}: expected an integer (int64), got {cell!r}") from None
-            value = int(as_float)
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+        number = _as_int(value)
+        if number is None:
+            raise DataError(f"{where}: expected an integer (int64), got {_shown(value)}")
+        if not _INT64_MIN <= number <= _INT64_MAX:
+            raise DataError(f"{where}: expected an integer (int64), got {_shown(value)}, out of the int64 range")
+        return number
     if feature.dtype == features_lib.FLOAT:
-        try:
-            value = float(cell)
-        except ValueError:
-            raise DataError(f"{where}: expected a number (float), got {cell!r}") from None
-        return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+        number = _as_float(value)
+        if number is None:
+            raise DataError(f"{where}: expected a number (float), got {_shown(value)}")
+        return number
+    if not isinstance(value, str):
+        raise DataError(f"{where}: expected a string (bytes), got {_shown(value)}")
     if feature.encoding == features_lib.ENCODING_BASE64:
         try:
-            raw = base64.b64decode(cell, validate=True)
+            return base64.b64decode(value, validate=True)
         except binascii.Error:
-            raise DataError(f"{where}: expected base64-encoded bytes, got {cell[:40]!r}") from None
-    else:
-        raw = cell.encode("utf-8")
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[raw]))
+            raise DataError(f"{where}: expected base64-encoded bytes, got {_shown(value[:40])}") from None
+    return value.encode("utf-8")
 
 
-def _read_rows(csv_path: str, features: Sequence[features_lib.Feature]) -> Iterator[tuple]:
-    """Yields (line_number, raw_line_key, {column: cell}) for each data row."""
-    if not os.path.exists(csv_path):
-        raise DataError(f"{csv_path}: file not found")
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DataError(f"{csv_path}: the file is empty (expected a header line naming the columns)") from None
-        missing = [feat.name for feat in features if feat.name not in header]
-        if missing:
-            raise DataError(
-                f"{csv_path}, line 1 (header): missing column(s) {', '.join(missing)}; "
-                f"the feature list declares them. Header has: {', '.join(header)}")
-        index = {name: i for i, name in enumerate(header)}
-        for cells in reader:
-            line = reader.line_num
-            if not cells:
-                continue
-            if len(cells) != len(header):
-                raise DataError(
-                    f"{csv_path}, line {line}: expected {len(header)} cells as in the header, got {len(cells)}")
-            yield line, cells, index
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, (str, list)) and len(value) == 0)
 
 
-def _to_example(csv_path, line, cells, index, features):
+def make_example(values: Mapping[str, Any], features: Sequence[features_lib.Feature], where: str):
+    """A tf.train.Example of ``features`` from raw ``values`` (name -> CSV cell text, or a JSON
+    number, string or list of them).
+
+    A name missing from ``values``, or mapped to None, "" or [], is an absent feature (never a
+    sentinel). Errors name ``where`` (e.g. "data.csv, line 3") and the column.
+    """
     import tensorflow as tf
 
     feature_map = {}
     for feat in features:
-        cell = cells[index[feat.name]]
-        if cell == "":
-            continue  # missing value -> absent feature
-        where = f"{csv_path}, line {line}, column {feat.name!r}"
-        feature_map[feat.name] = _parse_cell(feat, cell, where)
+        value = values.get(feat.name)
+        if _is_missing(value):
+            continue
+        column = f"{where}, column {feat.name!r}"
+        parsed = [parse_value(feat, item, column) for item in (value if isinstance(value, list) else [value])]
+        if feat.dtype == features_lib.INT64:
+            feature_map[feat.name] = tf.train.Feature(int64_list=tf.train.Int64List(value=parsed))
+        elif feat.dtype == features_lib.FLOAT:
+            feature_map[feat.name] = tf.train.Feature(float_list=tf.train.FloatList(value=parsed))
+        else:
+            feature_map[feat.name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=parsed))
     return tf.train.Example(features=tf.train.Features(feature=feature_map))
+
+
+def read_csv_rows(f: TextIO, source: str,
+                  required: Sequence[str] = ()) -> Iterator[Tuple[int, List[str], Dict[str, int]]]:
+    """Yields (line number, cells, {column: index}) for each data row of the CSV text ``f``.
+
+    ``source`` names it in errors. The header must name every column in ``required``, and each
+    row must have as many cells as the header; blank lines are skipped.
+    """
+    reader = csv.reader(f)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DataError(f"{source}: the file is empty (expected a header line naming the columns)") from None
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise DataError(
+            f"{source}, line 1 (header): missing column(s) {', '.join(missing)}; "
+            f"the feature list declares them. Header has: {', '.join(header)}")
+    index = {name: i for i, name in enumerate(header)}
+    for cells in reader:
+        line = reader.line_num
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            raise DataError(f"{source}, line {line}: expected {len(header)} cells as in the header, got {len(cells)}")
+        yield line, cells, index
+
+
+def _read_rows(csv_path: str, features: Sequence[features_lib.Feature]) -> Iterator[tuple]:
+    """Yields (line_number, cells, {column: index}) for each data row; every feature's column is required."""
+    if not os.path.exists(csv_path):
+        raise DataError(f"{csv_path}: file not found")
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        yield from read_csv_rows(f, csv_path, [feat.name for feat in features])
 
 
 def convert_csv(
@@ -177,7 +237,8 @@ def convert_csv(
             writers[split] = [tf.io.TFRecordWriter(os.path.join(tmp_dir, p), options) for p in files[split]]
         last_report = start
         for line, cells, index in _read_rows(csv_path, features):
-            example = _to_example(csv_path, line, cells, index, features)
+            example = make_example({name: cells[i] for name, i in index.items()}, features,
+                                   f"{csv_path}, line {line}")
             key = cells[index[key_column]] if key_column else ",".join(cells)
             split = split_for(key, eval_percent)
             writers[split][shard_for(key, shards)].write(example.SerializeToString())

@@ -147,7 +147,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--batch-size", type=int, default=None, help="default: the config's batch_size")
     p.set_defaults(func=cmd_diagnose_input)
+
+    from serving import client, inspect, server
+    p = sub.add_parser("serve", help="serve the pushed model with TF Serving's REST and gRPC APIs",
+                       description="Flags are tensorflow_model_server's (see the README). Without "
+                                   "--model_base_path or --model_config_file it serves the config's pushed "
+                                   "model: serving_model/<pipeline_name>/ as model <pipeline_name>.")
+    server.add_serve_arguments(p)
+    _add_config_args(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("predict", help="send raw rows (JSON lines or CSV) to a served model, print predictions")
+    client.add_predict_arguments(p)
+    _add_config_args(p)
+    p.set_defaults(func=client.run_predict)
+
+    p = sub.add_parser("inspect", help="describe a SavedModel, a model base dir or a pushed TFLite folder")
+    inspect.add_inspect_arguments(p)
+    p.set_defaults(func=inspect.run_inspect)
     return parser
+
+
+def cmd_serve(args) -> int:
+    from serving import server
+
+    if not args.model_base_path and not args.model_config_file:
+        cfg = _load(args)
+        args.model_name, args.model_base_path = cfg.pipeline_name, cfg.serving_model_dir
+    return server.run_serve(args)
 
 
 
@@ -161,14 +188,21 @@ def main(argv=None) -> int:
     from pipeline.config import ConfigError
     from pipeline.kubeflow_runner import SubmitError
     from pipeline.schema_tool import SchemaError
+    from serving.client import ClientError, ServingRequestError
+    from serving.inspect import NotAModelError
+    from serving.server import ServeError
     try:
         return args.func(args)
-    except (DataError, ConfigError, SubmitError, SchemaError, UserCodeError, FileNotFoundError) as e:
+    except (DataError, ConfigError, SubmitError, SchemaError, UserCodeError, FileNotFoundError, ServeError,
+            ClientError, NotAModelError) as e:
         print(f"tfxp {args.command}: error: {e}", file=sys.stderr)
         return 2
     except AnomaliesFoundError as e:
         print(f"tfxp {args.command}: stopped: {e}", file=sys.stderr)
         return 3
+    except ServingRequestError as e:
+        print(f"tfxp {args.command}: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

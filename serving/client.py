@@ -1,0 +1,472 @@
+"""Client of TF Serving's predict API (REST or gRPC), and the body of ``tfxp predict``.
+
+Raw rows (JSON lines, or CSV with a header) are typed by the data scientist's feature list into
+serialized ``tf.train.Example``s, with the data tool's own parsing (``data.tfrecords.make_example``),
+and sent in batches to the model's signature (default ``serving_default``: input ``examples``,
+output ``outputs``), exactly as the real tensorflow/serving documents its requests:
+
+    REST  POST http://HOST:PORT/v1/models/MODEL[/versions/V | /labels/L]:predict
+          {"signature_name": "serving_default", "instances": [{"b64": "<serialized example>"}, ...]}
+          -> {"predictions": [...]}, or {"error": "..."} with an HTTP status
+    gRPC  tensorflow.serving.PredictionService/Predict(PredictRequest) -> PredictResponse
+
+Each request has a timeout and is retried with exponential backoff when the server is
+unavailable (HTTP 503, gRPC UNAVAILABLE) or the connection is refused or dropped; other errors
+are raised at once, carrying TF Serving's message. TensorFlow, gRPC and requests are imported
+only when used, so that building the ``tfxp`` parser stays cheap.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from typing import Callable, Collection, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from components.core.feature import Feature
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("rest", "grpc")
+DEFAULT_PORTS = {"rest": 8501, "grpc": 8500}  # tensorflow_model_server's defaults
+FORMATS = ("jsonl", "csv")
+EXTENSION_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+DEFAULT_SIGNATURE = "serving_default"
+INPUT_KEY = "examples"   # the pushed model's serving_default input: serialized tf.Example, [-1]
+OUTPUT_KEY = "outputs"   # and its output: float [-1, units], the task's head
+DEFAULT_TIMEOUT_SECONDS = 10.0
+DEFAULT_RETRIES = 3
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_BACKOFF_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 8.0
+
+
+class ClientError(ValueError):
+    """Bad input or arguments: the message names the file, line and column when there is one."""
+
+
+class ServingRequestError(RuntimeError):
+    """TF Serving answered a request with an error, or gave no answer.
+
+    ``status``: the HTTP status (REST) or the gRPC status code name; None when no answer came.
+    ``message``: TF Serving's error message (or the transport's). ``attempts``: requests made.
+    """
+
+    def __init__(self, endpoint: str, status: Union[int, str, None], message: str, attempts: int = 1):
+        super().__init__(endpoint, status, message)
+        self.endpoint, self.status, self.message, self.attempts = endpoint, status, message, attempts
+
+    def __str__(self) -> str:
+        status = f"HTTP {self.status}: " if isinstance(self.status, int) else f"{self.status}: " if self.status else ""
+        after = f" (after {self.attempts} attempts)" if self.attempts > 1 else ""
+        return f"{self.endpoint}: {status}{self.message}{after}"
+
+
+class ServingUnavailable(ServingRequestError):
+    """The server was unavailable (HTTP 503, gRPC UNAVAILABLE, connection refused) on every attempt."""
+
+
+# -- what to call ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Which servable and signature to call (the fields of TF Serving's ``ModelSpec``)."""
+    name: str
+    version: Optional[int] = None
+    label: Optional[str] = None
+    signature_name: str = DEFAULT_SIGNATURE
+
+    def __post_init__(self):
+        if not self.name:
+            raise ClientError("a model name is needed (--model)")
+        if self.version is not None and self.label is not None:
+            raise ClientError(f"model {self.name!r}: give a version or a label, not both")
+        if self.version is not None and self.version < 0:
+            raise ClientError(f"model {self.name!r}: version must be a non-negative integer, got {self.version}")
+
+
+def rest_url(host: str, port: int, model: ModelSpec) -> str:
+    """TF Serving's REST predict URL for ``model``."""
+    from urllib.parse import quote
+
+    host = f"[{host}]" if ":" in host else host  # an IPv6 literal
+    path = f"/v1/models/{quote(model.name, safe='')}"
+    if model.version is not None:
+        path += f"/versions/{model.version}"
+    elif model.label is not None:
+        path += f"/labels/{quote(model.label, safe='')}"
+    return f"http://{host}:{port}{path}:predict"
+
+
+def rest_body(serialized: Sequence[bytes], model: ModelSpec) -> dict:
+    """TF Serving's REST predict body (row format): one base64 ``{"b64": ...}`` value per example."""
+    return {"signature_name": model.signature_name,
+            "instances": [{"b64": base64.b64encode(s).decode("ascii")} for s in serialized]}
+
+
+def grpc_request(serialized: Sequence[bytes], model: ModelSpec):
+    """TF Serving's ``PredictRequest``: the serialized examples as a DT_STRING tensor [N]."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model.name
+    if model.version is not None:
+        request.model_spec.version.value = model.version
+    elif model.label is not None:
+        request.model_spec.version_label = model.label
+    request.model_spec.signature_name = model.signature_name
+    request.inputs[INPUT_KEY].CopyFrom(tf.make_tensor_proto(list(serialized), dtype=tf.string))
+    return request
+
+
+# -- clients --------------------------------------------------------------------------------------
+
+class PredictClient:
+    """Batching and retries with exponential backoff; subclasses send one request (``_send``).
+
+    Keeps one connection (session or channel) for all calls: use it as a context manager, or
+    call ``close()``.
+    """
+
+    protocol = ""
+
+    def __init__(self, host: str, port: Optional[int], model: ModelSpec, *,
+                 timeout: float = DEFAULT_TIMEOUT_SECONDS, retries: int = DEFAULT_RETRIES,
+                 backoff: float = DEFAULT_BACKOFF_SECONDS, max_backoff: float = MAX_BACKOFF_SECONDS):
+        if timeout <= 0:
+            raise ClientError(f"--timeout must be positive, got {timeout:g}")
+        if retries < 0:
+            raise ClientError(f"--retries must be 0 or more, got {retries}")
+        self.host, self.port, self.model = host, port or DEFAULT_PORTS[self.protocol], model
+        self.timeout, self.retries, self.backoff, self.max_backoff = timeout, retries, backoff, max_backoff
+
+    @property
+    def endpoint(self) -> str:
+        """Where requests go, as errors name it."""
+        raise NotImplementedError
+
+    def _send(self, serialized: Sequence[bytes]) -> np.ndarray:
+        """One request; raises ServingUnavailable for what is worth retrying, ServingRequestError else."""
+        raise NotImplementedError
+
+    def predict_batch(self, serialized: Sequence[bytes]) -> np.ndarray:
+        """The outputs for one batch in one request (retried when unavailable): [N, units]."""
+        attempt, delay = 1, self.backoff
+        while True:
+            try:
+                outputs = self._send(serialized)
+            except ServingRequestError as e:
+                if not isinstance(e, ServingUnavailable) or attempt > self.retries:
+                    e.attempts = attempt
+                    raise
+                log.warning("%s; retrying in %.2g s (attempt %d of %d)", e, delay, attempt + 1, self.retries + 1)
+                time.sleep(delay)
+                attempt, delay = attempt + 1, min(delay * 2, self.max_backoff)
+                continue
+            if len(outputs) != len(serialized):
+                raise ServingRequestError(self.endpoint, None, f"answered {len(outputs)} predictions for "
+                                                               f"{len(serialized)} examples", attempt)
+            return outputs
+
+    def predict_batches(self, serialized: Sequence[bytes], batch_size: int = DEFAULT_BATCH_SIZE
+                        ) -> Iterator[np.ndarray]:
+        """The outputs of each batch of ``batch_size`` examples, in order, as they arrive."""
+        if batch_size < 1:
+            raise ClientError(f"--batch-size must be at least 1, got {batch_size}")
+        return (self.predict_batch(serialized[start:start + batch_size])
+                for start in range(0, len(serialized), batch_size))
+
+    def predict(self, serialized: Sequence[bytes], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """One output row per serialized example: [N, units]."""
+        batches = list(self.predict_batches(serialized, batch_size))
+        return np.concatenate(batches) if batches else np.zeros((0, 1), np.float32)
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class RestClient(PredictClient):
+    """TF Serving's REST API over one ``requests.Session`` (kept-alive connections)."""
+
+    protocol = "rest"
+
+    def __init__(self, host: str, port: Optional[int], model: ModelSpec, **options):
+        import requests
+
+        super().__init__(host, port, model, **options)
+        self.url = rest_url(self.host, self.port, model)
+        self._session = requests.Session()
+
+    @property
+    def endpoint(self) -> str:
+        return f"POST {self.url}"
+
+    def _send(self, serialized: Sequence[bytes]) -> np.ndarray:
+        import requests
+
+        try:
+            response = self._session.post(self.url, json=rest_body(serialized, self.model), timeout=self.timeout)
+        except requests.Timeout:  # before ConnectionError: a connect timeout is both; not retried
+            raise ServingRequestError(self.endpoint, None, f"no answer within {self.timeout:g} s") from None
+        except requests.ConnectionError as e:
+            raise ServingUnavailable(self.endpoint, None, _transport_error(e)) from None
+        if response.status_code != 200:
+            error = ServingUnavailable if response.status_code == 503 else ServingRequestError
+            raise error(self.endpoint, response.status_code, _rest_error_message(response))
+        try:
+            predictions = response.json()["predictions"]
+            return _as_outputs([p[OUTPUT_KEY] if isinstance(p, dict) else p for p in predictions])
+        except (ValueError, KeyError, TypeError):
+            raise ServingRequestError(self.endpoint, 200, f"expected {{\"predictions\": [...]}} with one "
+                                                          f"{OUTPUT_KEY!r} row per example, got "
+                                                          f"{response.text[:200]!r}") from None
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class GrpcClient(PredictClient):
+    """TF Serving's gRPC ``PredictionService`` over one channel."""
+
+    protocol = "grpc"
+
+    def __init__(self, host: str, port: Optional[int], model: ModelSpec, **options):
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        super().__init__(host, port, model, **options)
+        self.target = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        # gRPC's own reconnect backoff (1 s, growing) would fail our retries fast: align it with ours.
+        backoff_ms = max(1, int(self.backoff * 1000))
+        self._channel = grpc.insecure_channel(self.target, options=[
+            ("grpc.initial_reconnect_backoff_ms", backoff_ms), ("grpc.min_reconnect_backoff_ms", backoff_ms),
+            ("grpc.max_reconnect_backoff_ms", max(backoff_ms, int(self.max_backoff * 1000)))])
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+
+    @property
+    def endpoint(self) -> str:
+        return f"gRPC {self.target} Predict"
+
+    def _send(self, serialized: Sequence[bytes]) -> np.ndarray:
+        import grpc
+        import tensorflow as tf
+
+        try:
+            response = self._stub.Predict(grpc_request(serialized, self.model), timeout=self.timeout)
+        except grpc.RpcError as e:
+            code = e.code()
+            error = ServingUnavailable if code == grpc.StatusCode.UNAVAILABLE else ServingRequestError
+            raise error(self.endpoint, code.name, e.details() or "") from None
+        if OUTPUT_KEY not in response.outputs:
+            raise ServingRequestError(self.endpoint, "OK", f"no output {OUTPUT_KEY!r} in the answer (outputs: "
+                                                           f"{', '.join(sorted(response.outputs)) or 'none'})")
+        return _as_outputs(tf.make_ndarray(response.outputs[OUTPUT_KEY]))
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def connect(protocol: str, host: str, port: Optional[int], model: ModelSpec, **options) -> PredictClient:
+    """A RestClient or GrpcClient; ``options``: timeout, retries, backoff, max_backoff."""
+    if protocol not in PROTOCOLS:
+        raise ClientError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    return (RestClient if protocol == "rest" else GrpcClient)(host, port, model, **options)
+
+
+def _as_outputs(values) -> np.ndarray:
+    outputs = np.asarray(values, dtype=np.float32)
+    return outputs.reshape(len(outputs), -1)
+
+
+def _rest_error_message(response) -> str:
+    """TF Serving's ``{"error": ...}`` text, else the body (a proxy's page, say), else the reason."""
+    try:
+        return str(response.json()["error"])
+    except (ValueError, KeyError, TypeError):
+        return response.text.strip()[:500] or response.reason or "no message"
+
+
+def _transport_error(error: BaseException) -> str:
+    """The socket error under requests' and urllib3's wrappers, e.g. 'Connection refused'."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno is not None:
+            return f"cannot connect: {error.strerror}"
+        nested = [a for a in getattr(error, "args", ()) if isinstance(a, BaseException)]
+        error = error.__cause__ or getattr(error, "reason", None) or (nested[0] if nested else error.__context__)
+    return "connection failed or dropped"
+
+
+# -- rows -> serialized tf.Examples ---------------------------------------------------------------
+
+Rows = Iterator[Tuple[int, Mapping[str, object]]]
+ColumnCheck = Callable[[Iterable[str], str], None]
+
+
+def input_format(path: str, fmt: Optional[str] = None) -> str:
+    """``fmt`` if given, else the one ``path``'s extension names."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise ClientError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        return fmt
+    if path == "-":
+        raise ClientError("reading rows from stdin: say how they are written with --format jsonl or --format csv")
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in EXTENSION_FORMATS:
+        raise ClientError(f"{path}: cannot tell the format from the extension {extension or '(none)'!r}; "
+                          f"use .jsonl/.json or .csv, or pass --format jsonl|csv")
+    return EXTENSION_FORMATS[extension]
+
+
+def read_examples(path: str, features: Sequence[Feature], *, not_sent: Collection[str] = (),
+                  fmt: Optional[str] = None, warn: Callable[[str], None] = log.warning) -> List[bytes]:
+    """Serialized tf.Examples, one per row of ``path`` (``-``: stdin), typed by ``features``.
+
+    JSON lines hold one object per line (numbers, strings, lists of them, null); CSV has a header.
+    A null, empty or missing value is an absent feature. Columns in ``not_sent`` (the label's
+    sources) are accepted and left out; a column not in ``features`` is reported once through
+    ``warn`` and ignored. Every row is checked before any is sent: a bad one raises ClientError
+    naming the file, line and column.
+    """
+    from data.tfrecords import DataError, make_example
+
+    fmt = input_format(path, fmt)
+    source = "<stdin>" if path == "-" else path
+    known = {f.name for f in features}
+    not_sent = set(not_sent)
+    sent = [f for f in features if f.name not in not_sent]
+    warned: set = set()
+
+    def check_columns(names: Iterable[str], where: str) -> None:
+        for name in names:
+            if name not in known and name not in warned:
+                warned.add(name)
+                warn(f"{where}: column {name!r} is not in the feature list; ignored")
+
+    try:
+        with _open_text(path) as f:
+            rows = _csv_rows(f, source, check_columns) if fmt == "csv" else _jsonl_rows(f, source, check_columns)
+            examples = [make_example(values, sent, f"{source}, line {line}").SerializeToString()
+                        for line, values in rows]
+    except DataError as e:
+        raise ClientError(str(e)) from None
+    except UnicodeDecodeError as e:
+        raise ClientError(f"{source}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if not examples:
+        raise ClientError(f"{source}: no rows to predict")
+    return examples
+
+
+def _open_text(path: str):
+    if path == "-":
+        return contextlib.nullcontext(sys.stdin)
+    try:
+        return open(path, newline="", encoding="utf-8")
+    except FileNotFoundError:
+        raise ClientError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ClientError(f"{path}: is a directory, expected a .jsonl or .csv file") from None
+
+
+def _jsonl_rows(f, source: str, check_columns: ColumnCheck) -> Rows:
+    for line, text in enumerate(f, start=1):
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ClientError(f"{source}, line {line}: not valid JSON ({e.msg} at character {e.colno}); "
+                              f"expected one JSON object per line") from None
+        if not isinstance(row, dict):
+            raise ClientError(f"{source}, line {line}: expected a JSON object of column: value, "
+                              f"got {type(row).__name__} {text.strip()[:40]}")
+        check_columns(row, f"{source}, line {line}")
+        yield line, row
+
+
+def _csv_rows(f, source: str, check_columns: ColumnCheck) -> Rows:
+    from data.tfrecords import read_csv_rows
+
+    header_checked = False
+    for line, cells, index in read_csv_rows(f, source):
+        if not header_checked:
+            check_columns(index, f"{source}, line 1 (header)")
+            header_checked = True
+        yield line, {name: cells[i] for name, i in index.items()}
+
+
+# -- tfxp predict -----------------------------------------------------------------------------------
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``tfxp predict`` (the caller adds --config/--set, read for the defaults)."""
+    parser.add_argument("input", metavar="INPUT",
+                        help="rows to predict: JSON lines (.jsonl/.json, one object per line) or CSV with a "
+                             "header (.csv); - reads stdin (then give --format)")
+    parser.add_argument("--format", choices=FORMATS, default=None, help="input format (default: from the extension)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="rest", help="TF Serving API (default rest)")
+    parser.add_argument("--host", default="127.0.0.1", help="server host (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None,
+                        help=f"server port (default {DEFAULT_PORTS['rest']} for rest, "
+                             f"{DEFAULT_PORTS['grpc']} for grpc)")
+    parser.add_argument("--model", default=None, help="model name (default: the config's pipeline_name)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--version", type=int, default=None,
+                       help="model version (default: the latest the server has loaded)")
+    which.add_argument("--label", default=None, help="version label, e.g. stable or canary")
+    parser.add_argument("--signature", default=DEFAULT_SIGNATURE, help=f"signature (default {DEFAULT_SIGNATURE})")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS,
+                        help=f"seconds per request (default {DEFAULT_TIMEOUT_SECONDS:g})")
+    parser.add_argument("--retries", type=int, default=DEFAULT_RETRIES,
+                        help=f"retries when the server is unavailable, with exponential backoff "
+                             f"(default {DEFAULT_RETRIES})")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help=f"rows per request (default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--package", default=None,
+                        help="user package whose FEATURES type the columns (default: the config's user_package)")
+    parser.add_argument("--json", action="store_true",
+                        help='print one JSON object per row: {"row": i, "outputs": [...]}')
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """``tfxp predict``: prints one prediction per input row (rows numbered from 1); returns 0.
+
+    Raises ClientError for bad input or flags, ServingRequestError (ServingUnavailable) when
+    the server fails; the config's errors are ConfigError, the user package's UserCodeError.
+    """
+    from components.core.user_code import load_user_code
+
+    model, package = args.model, args.package
+    if model is None or package is None:
+        from pipeline.config import load_config
+        cfg = load_config(getattr(args, "config", None), getattr(args, "overrides", ()))
+        model, package = model or cfg.pipeline_name, package or cfg.user_package
+    user = load_user_code(package)
+    spec = ModelSpec(model, version=args.version, label=args.label, signature_name=args.signature)
+    examples = read_examples(args.input, user.features, not_sent=user.label_source_names, fmt=args.format,
+                             warn=lambda message: print(f"tfxp predict: warning: {message}", file=sys.stderr))
+    row = 0
+    with connect(args.protocol, args.host, args.port, spec, timeout=args.timeout, retries=args.retries) as client:
+        for outputs in client.predict_batches(examples, args.batch_size):
+            for output in outputs:
+                row += 1
+                if args.json:
+                    print(json.dumps({"row": row, "outputs": [float(str(v)) for v in output]}))
+                else:
+                    print(f"row {row}: {user.task.describe_prediction(output)}")
+            sys.stdout.flush()
+    return 0

@@ -1,0 +1,285 @@
+"""``tfxp serve``: TF Serving's model server, in this project's process.
+
+The flags are ``tensorflow_model_server``'s where they exist (same names, same defaults but the
+REST port, which the docker image also sets to 8501). The flags the real server has and this one
+does not are refused with a line naming them (see ``UNSUPPORTED_FLAGS`` and the README).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from typing import List, Optional
+
+from serving import errors, protos
+from serving.batching import IMPLEMENTATIONS
+from serving.manager import ModelManager
+from serving.metrics import DEFAULT_PATH as METRICS_PATH, Metrics
+from serving.servable import BatchingOptions
+
+log = logging.getLogger("tfxp.serving")
+
+# tensorflow_model_server flags this server does not implement: refused, never silently ignored.
+UNSUPPORTED_FLAGS = (
+    "grpc_socket_path", "ssl_config_file", "use_alts_credentials", "platform_config_file",
+    "tensorflow_session_config_file", "per_process_gpu_memory_fraction", "prefer_tflite_model",
+    "enable_per_model_batching_parameters", "thread_pool_factory_config_file", "mixed_precision",
+    "xla_cpu_compilation_enabled", "grpc_channel_arguments", "saved_model_tags",
+)
+
+
+class ServeError(ValueError):
+    """A flag or config file the server cannot start with: one line naming it."""
+
+
+def _flag_bool(text: str) -> bool:
+    value = str(text).lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    cores = os.cpu_count() or 1
+    add = parser.add_argument
+    boolean = dict(type=_flag_bool, nargs="?", const=True)
+    add("--port", type=int, default=8500, help="gRPC port (0: no gRPC)")
+    add("--rest_api_port", type=int, default=8501, help="REST port (0: no REST)")
+    add("--host", default="127.0.0.1", help="address to bind (not a TF Serving flag; it binds 0.0.0.0)")
+    add("--model_name", default="default", help="the model's name, with --model_base_path")
+    add("--model_base_path", default="", help="the model's base dir: numeric version dirs under it")
+    add("--model_config_file", default="", help="a ModelServerConfig text proto (several models, "
+                                                "version policies and labels); overrides --model_name")
+    add("--model_config_file_poll_wait_seconds", type=float, default=0,
+        help="re-read --model_config_file every N seconds (0: never)")
+    add("--file_system_poll_wait_seconds", type=float, default=1,
+        help="look for new and removed versions every N seconds (0: only at start)")
+    add("--allow_version_labels_for_unavailable_models", default=False, **boolean,
+        help="accepted for compatibility; labels are set once their versions are loaded")
+    add("--enable_batching", default=False, **boolean, help="batch concurrent requests together")
+    add("--batching_parameters_file", default="", help="a BatchingParameters text proto")
+    add("--batching_implementation", default="scheduler", choices=IMPLEMENTATIONS,
+        help="not a TF Serving flag: the batch scheduler (default) or TensorFlow's BatchFunction op")
+    add("--enable_model_warmup", default=True, **boolean,
+        help="replay assets.extra/tf_serving_warmup_requests before a version serves")
+    add("--num_request_iterations_for_warmup", type=int, default=1)
+    add("--monitoring_config_file", default="", help="a MonitoringConfig text proto (prometheus_config)")
+    add("--rest_api_num_threads", type=int, default=4 * cores, help="threads running REST requests")
+    add("--rest_api_timeout_in_ms", type=int, default=30000, help="accepted; a request is not cut short")
+    add("--rest_api_enable_cors_support", default=False, **boolean)
+    add("--grpc_max_threads", type=int, default=4 * cores)
+    add("--max_request_bytes", type=int, default=64 * 1024 * 1024,
+        help="not a TF Serving flag: larger REST bodies get 413, gRPC messages RESOURCE_EXHAUSTED")
+    add("--max_concurrent_requests", type=int, default=256,
+        help="not a TF Serving flag: requests in flight per protocol; more get 429/RESOURCE_EXHAUSTED")
+    add("--access_log", default="-", help="not a TF Serving flag: access log file ('-': stderr, '': none)")
+    for name in UNSUPPORTED_FLAGS:
+        add(f"--{name}", default=None, help=argparse.SUPPRESS)
+
+
+@dataclass
+class ServerOptions:
+    model_config: object  # ModelServerConfig
+    batching: Optional[BatchingOptions]
+    metrics_path: Optional[str]
+
+
+def _absolute(base_path: str) -> str:
+    return base_path if "://" in base_path else os.path.abspath(base_path)
+
+
+def options_from_args(args) -> ServerOptions:
+    """Checks the flags and reads the config files, as TF Serving's main does before starting."""
+    from tensorflow_serving.config import model_server_config_pb2
+
+    given = [name for name in UNSUPPORTED_FLAGS if getattr(args, name) is not None]
+    if given:
+        raise ServeError(f"--{given[0]} is a tensorflow_model_server flag that tfxp serve does not implement "
+                         f"(see the README)")
+    try:
+        if args.model_config_file:
+            config = protos.read_model_server_config(args.model_config_file)
+            if config.WhichOneof("config") != "model_config_list":
+                raise ServeError(f"{args.model_config_file}: expected a model_config_list")
+        elif args.model_base_path:
+            config = model_server_config_pb2.ModelServerConfig()
+            config.model_config_list.config.add(name=args.model_name, base_path=args.model_base_path,
+                                                model_platform="tensorflow")
+        else:
+            raise ServeError("Both server_options.model_base_path and server_options.model_config_file are empty! "
+                             "(give --model_base_path or --model_config_file)")
+        for model in config.model_config_list.config:
+            if model.model_platform and model.model_platform != "tensorflow":
+                raise ServeError(f"Model {model.name} requests unsupported platform {model.model_platform}")
+            model.base_path = _absolute(model.base_path)
+        batching = None
+        if args.batching_parameters_file and not args.enable_batching:
+            raise ServeError("server_options.batching_parameters_file is set without setting "
+                             "server_options.enable_batching to true.")
+        if args.enable_batching:
+            params = (protos.read_batching_parameters(args.batching_parameters_file)
+                      if args.batching_parameters_file else protos.BatchingParameters())
+            try:
+                batching = BatchingOptions.from_proto(params, args.batching_implementation)
+            except ValueError as e:
+                raise ServeError(f"{args.batching_parameters_file}: {e}") from None
+        metrics_path = None
+        if args.monitoring_config_file:
+            monitoring = protos.read_monitoring_config(args.monitoring_config_file)
+            if monitoring.prometheus_config.enable:
+                metrics_path = monitoring.prometheus_config.path or METRICS_PATH
+    except protos.ConfigFileError as e:
+        raise ServeError(str(e)) from None
+    if args.port == 0 and args.rest_api_port == 0:
+        raise ServeError("--port and --rest_api_port are both 0: nothing to serve on")
+    return ServerOptions(config, batching, metrics_path)
+
+
+def _setup_access_log(target: str) -> None:
+    access = logging.getLogger("tfxp.serving.access")
+    access.propagate = False
+    access.handlers.clear()
+    if not target:
+        access.disabled = True
+        return
+    handler = logging.StreamHandler(sys.stderr) if target == "-" else logging.FileHandler(target)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+
+
+class ModelServer:
+    """Both APIs over one ModelManager; start() binds, wait() serves until SIGTERM/SIGINT."""
+
+    def __init__(self, args, options: ServerOptions):
+        from serving import inference
+
+        self.args = args
+        self.options = options
+        self.metrics = Metrics()
+        iterations = max(1, args.num_request_iterations_for_warmup)
+        self.manager = ModelManager(options.batching, args.enable_model_warmup,
+                                    warmup=lambda servable: inference.warm_up(servable, iterations))
+        self.manager.on_change = self.metrics.versions.set
+        self.grpc_server = None
+        self.grpc_port = 0
+        self.rest_server = None
+        self._stopped = threading.Event()
+
+    def load(self) -> None:
+        """Loads every model's aspired versions (as TF Serving does before it opens its ports)."""
+        try:
+            self.manager.reload_config(self.options.model_config)
+        except errors.ServingError as e:
+            raise ServeError(f"cannot apply the model config: {e.message}") from None
+        for model in self.options.model_config.model_config_list.config:
+            versions = self.manager.available_versions(model.name)
+            log.info("model %s: %s", model.name, f"serving versions {versions}" if versions else
+                     f"no version loaded yet from {model.base_path} (polling)")
+
+    def _config_source(self):
+        return protos.read_model_server_config(self.args.model_config_file) if self.args.model_config_file else None
+
+    def start(self) -> None:
+        from serving import grpc_service
+
+        args = self.args
+        if args.port:
+            self.grpc_server, self.grpc_port = grpc_service.make_server(
+                self.manager, self.metrics, args.host, args.port, args.grpc_max_threads,
+                args.max_concurrent_requests, args.max_request_bytes)
+            self.grpc_server.start()
+            log.info("Running gRPC ModelServer at %s:%d ...", args.host, self.grpc_port)
+        if args.rest_api_port and args.rest_api_port != args.port:
+            self._start_rest()
+        self.manager.start_polling(
+            args.file_system_poll_wait_seconds,
+            (lambda: self._read_config()) if args.model_config_file else None,
+            args.model_config_file_poll_wait_seconds)
+
+    def _read_config(self):
+        config = protos.read_model_server_config(self.args.model_config_file)
+        for model in config.model_config_list.config:
+            model.base_path = _absolute(model.base_path)
+        return config
+
+    def _start_rest(self) -> None:
+        import uvicorn
+
+        from serving.rest import make_app
+
+        args = self.args
+        app = make_app(self.manager, self.metrics, args.max_request_bytes, args.max_concurrent_requests,
+                       self.options.metrics_path, args.rest_api_enable_cors_support)
+        config = uvicorn.Config(app, host=args.host, port=args.rest_api_port, log_level="warning",
+                                access_log=False, timeout_graceful_shutdown=30, lifespan="off",
+                                limit_max_requests=None, backlog=2048)
+        self.rest_server = uvicorn.Server(config)
+        self.rest_server.install_signal_handlers = lambda: None  # ours stop both APIs
+        thread = threading.Thread(target=self.rest_server.run, name="rest", daemon=True)
+        thread.start()
+        self._rest_thread = thread
+        while not self.rest_server.started:
+            if not thread.is_alive():
+                raise ServeError(f"cannot bind the REST port {args.host}:{args.rest_api_port}")
+            thread.join(0.02)
+        log.info("Exporting HTTP/REST API at:%s:%d ...", args.host, args.rest_api_port)
+
+    def stop(self, grace_seconds: float = 30) -> None:
+        """Stops taking requests, lets the ones in flight finish, then returns."""
+        self.manager.stop()
+        if self.rest_server is not None:
+            self.rest_server.should_exit = True
+        if self.grpc_server is not None:
+            self.grpc_server.stop(grace_seconds).wait()
+        if self.rest_server is not None:
+            self._rest_thread.join(grace_seconds)
+        self._stopped.set()
+
+    def serve_forever(self) -> None:
+        stop = threading.Event()
+
+        def on_signal(signum, _frame):
+            log.info("received %s: finishing the requests in flight", signal.Signals(signum).name)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        while not stop.wait(0.5):
+            pass
+        self.stop()
+        log.info("server stopped")
+
+
+def run_serve(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _setup_access_log(args.access_log)
+    options = options_from_args(args)
+    server = ModelServer(args, options)
+    server.load()
+    server.start()
+    print(f"tfxp serve: gRPC on {args.host}:{server.grpc_port or '-'}, REST on "
+          f"{args.host}:{args.rest_api_port or '-'}; models: "
+          f"{', '.join(server.manager.model_names())}", file=sys.stderr, flush=True)
+    server.serve_forever()
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="tfxp serve", description=__doc__)
+    add_serve_arguments(parser)
+    try:
+        return run_serve(parser.parse_args(argv))
+    except ServeError as e:
+        print(f"tfxp serve: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
