@@ -98,20 +98,18 @@ def _unimplemented(api: str):
 
 
 def reload_config_handler(manager: ModelManager, on_config: Optional[Callable] = None):
-    """ModelService.HandleReloadConfigRequest: applies the request's ModelServerConfig and answers
-    with its status (OK, or the error and its message), as TF Serving does."""
+    """ModelService.HandleReloadConfigRequest (model_service_impl.cc): applies the request's
+    ModelServerConfig; a failure is the RPC's status (TF Serving returns ToGRPCStatus)."""
     from tensorflow_serving.apis import model_management_pb2
 
     def handler(request):
-        response = model_management_pb2.ReloadConfigResponse()
-        try:
-            manager.reload_config(request.config)
-            if on_config is not None:
-                on_config(request.config)
-        except errors.ServingError as e:
-            response.status.error_code = e.code.value[0]
-            response.status.error_message = e.message
-        return response
+        if request.config.WhichOneof("config") != "model_config_list":
+            raise errors.invalid_argument("ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                                          "Only ModelConfigList is currently supported")
+        manager.reload_config(request.config)
+        if on_config is not None:
+            on_config(request.config)
+        return model_management_pb2.ReloadConfigResponse()
     return handler
 
 

@@ -152,8 +152,11 @@ class ModelManager:
                 for version in aspired:
                     if version not in model.available:
                         self._load(model, version, on_disk[version])
-                for version in [v for v in model.available if v not in aspired]:
-                    self._unload(model, version)
+                # Availability preserving (TF Serving's default policy): the versions being replaced
+                # go only once an aspired one serves, so a version that fails to load changes nothing.
+                if not aspired or any(v in model.available for v in aspired):
+                    for version in [v for v in model.available if v not in aspired]:
+                        self._unload(model, version)
 
     def _load(self, model: _Model, version: int, path: str) -> None:
         name = model.config.name

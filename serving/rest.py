@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Optional, Tuple
+from typing import Optional
 from urllib.parse import unquote
 
 import anyio
@@ -63,25 +63,28 @@ class RestApi:
             version = int(version)
         return unquote(name or ""), version, unquote(label) if label else None, verb or ""
 
-    def handle(self, method: str, path: str, body: bytes) -> Tuple[str, dict, str]:
-        """Returns (JSON body, info for metrics and the access log, verb). Raises ServingError."""
+    def handle(self, method: str, path: str, body: bytes, info: dict) -> str:
+        """The JSON reply; fills ``info`` (model, version, signature, api) for metrics and the access
+        log as it learns them. Raises ServingError."""
         parsed = self.parse_path(method, path)
-        info = {"model": parsed[0] if parsed else "", "version": "", "signature": ""}
+        if parsed:
+            info["model"] = parsed[0]
+            info["api"] = parsed[3] if method == "POST" else ""
         malformed = errors.invalid_argument(f"Malformed request: {method} {path}")
         if parsed is None:
             raise malformed
         name, version, label, verb = parsed
         if method == "POST":
             if verb == "predict":
-                return self.predict(name, version, label, body, info), info, verb
+                return self.predict(name, version, label, body, info)
             if verb in ("classify", "regress"):
-                return self.classify_regress(verb, name, version, label, body, info), info, verb
+                return self.classify_regress(verb, name, version, label, body, info)
             raise malformed  # the verb is matched case-insensitively, dispatched case-sensitively
         if not name:
             raise errors.invalid_argument("Missing model name in request.")
         if verb == "metadata":
-            return self.metadata(name, version, label, info), info, ""
-        return self.status(name, version), info, ""
+            return self.metadata(name, version, label, info)
+        return self.status(name, version)
 
     def _servable(self, name: str, version: Optional[int], label: Optional[str], info: dict) -> Servable:
         servable = self.manager.servable(name, version, label)
@@ -160,7 +163,7 @@ def make_app(manager: ModelManager, metrics: Metrics, max_request_bytes: int, ma
         start = time.perf_counter()
         method = request.method
         path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
-        status, info, verb = errors.Code.OK, {"model": "", "version": "", "signature": ""}, ""
+        status, info = errors.Code.OK, {"model": "", "version": "", "signature": "", "api": ""}
         try:
             if not API_PATH_REGEX.fullmatch(path):
                 status = errors.Code.NOT_FOUND
@@ -174,7 +177,7 @@ def make_app(manager: ModelManager, metrics: Metrics, max_request_bytes: int, ma
             state["in_flight"] += 1
             try:
                 body = await read_body(request) if method == "POST" else b""
-                output, info, verb = await anyio.to_thread.run_sync(api.handle, method, path, body, limiter=limiter)
+                output = await anyio.to_thread.run_sync(api.handle, method, path, body, info, limiter=limiter)
             finally:
                 state["in_flight"] -= 1
             response = _json_response(output)
@@ -190,7 +193,8 @@ def make_app(manager: ModelManager, metrics: Metrics, max_request_bytes: int, ma
         finally:
             seconds = time.perf_counter() - start
             if API_PATH_REGEX.fullmatch(path):
-                metrics.record(info["model"], info["version"], info["signature"], verb, "rest", status.name, seconds)
+                metrics.record(info["model"], info["version"], info["signature"], info["api"], "rest", status.name,
+                               seconds)
             access_log.info('rest %s %s %s %s %.1fms', request.client.host if request.client else "-", method, path,
                             errors.http_status(status) if status != errors.Code.OK else 200, seconds * 1000)
         response.headers.update(cors_headers)

@@ -15,6 +15,7 @@ import numpy as np
 from google.protobuf import text_format
 
 from serving import errors
+from serving.json_tensor import dtype_string
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +292,8 @@ def _checked_array(value, dtype, position: int) -> np.ndarray:
     value = np.asarray(value)
     actual = tf.string if value.dtype == object or value.dtype.kind in "SU" else tf.dtypes.as_dtype(value.dtype)
     if actual != dtype:
-        raise errors.invalid_argument(f"Expects arg[{position}] to be {dtype.name} but {actual.name} is provided")
+        raise errors.invalid_argument(f"Expects arg[{position}] to be {dtype_string(dtype)} but "
+                                      f"{dtype_string(actual)} is provided")
     return value
 
 

@@ -1,0 +1,320 @@
+"""`tfxp serve` under load, side by side in one run, on the pipeline's pushed model (after `make run`).
+
+Cells: protocol (REST with one requests.Session per client, gRPC with one channel and pre-built
+PredictRequests per client) x examples per request (1, 32) x concurrent clients (1, 8, 32), on one
+server at a time: batching off, batching with the batch scheduler, and with TensorFlow's
+BatchFunction op (`--batching_implementation=tf_op`). The floor is the same signature called in
+this process, single thread. Per cell: p50/p99 latency and requests/s over a fixed request count
+after a warm-up. Writes bench/results/serving_bench.json.
+
+    python -m bench.serving_bench [--quick] [--model-dir runs/serving_model/<name>/<version>]
+"""
+import argparse
+import base64
+import json
+import math
+import multiprocessing
+import os
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+from bench.common import write_results
+from pipeline.config import load_config
+from tests.support.model_server import ModelServerProcess
+
+BATCH_SIZES = (1, 32)
+CLIENTS = (1, 8, 32)
+REQUESTS = {"full": 300, "quick": 50}  # measured requests per cell, shared by its clients
+WARMUP = {"full": 5, "quick": 2}  # requests per client before the measurement
+DISTINCT_BATCHES = 8  # each client cycles through this many different requests of real eval examples
+THREADS_PER_PROCESS = 8  # clients beyond this run in more client processes (see CLIENT_MODE)
+CLIENT_MODE = ("threads, at most 8 per client process (so 1 process for 1 and 8 clients, 4 for 32): in one "
+               "process, 32 Python client threads saturate that process's GIL (client_cpu_cores ~1.0) and "
+               "the client, not the server, sets requests/s")
+BATCHING = {"max_batch_size": 32, "batch_timeout_micros": 0, "num_batch_threads": 2, "max_enqueued_batches": 100}
+BATCHING_WHY = ("max_batch_size 32 = the largest request and the most clients; num_batch_threads 2 = the cores; "
+                "batch_timeout_micros 0: on 2 cores the 2 batch threads are busy under load, so requests queue "
+                "and batch up while they run, and a lone client never waits for a batch to fill")
+SERVER_FLAGS = ["--access_log="]  # no access log line per request (TF Serving writes none)
+SERVERS = {"off": [], "scheduler": ["--batching_implementation=scheduler"], "tf_op": ["--batching_implementation=tf_op"]}
+TARGETS = {"grpc_over_in_process_p50_ms_max": 1.0, "batched_over_unbatched_rps_min": 3.0}
+
+
+# -- client processes -----------------------------------------------------------------------------
+
+def _connect(protocol: str, target: str, payloads: list):
+    """One client's connection: (send(i) -> rows answered, close)."""
+    if protocol == "grpc":
+        import grpc
+        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+        channel = grpc.insecure_channel(target)
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        built = [predict_pb2.PredictRequest.FromString(p) for p in payloads]
+
+        def send(i):
+            response = stub.Predict(built[i % len(built)], timeout=120)
+            return next(iter(response.outputs.values())).tensor_shape.dim[0].size
+        return send, channel.close
+    import requests
+
+    session = requests.Session()
+
+    def send(i):
+        reply = session.post(target, data=payloads[i % len(payloads)], headers={"Content-Type": "application/json"},
+                             timeout=120)
+        reply.raise_for_status()
+        return len(reply.json()["predictions"])
+    return send, session.close
+
+
+def _client_process(protocol, target, payloads, batch, threads, per_thread, warmup, start_together):
+    """``threads`` clients in this process: warm up, wait for every client process, then each sends
+    ``per_thread`` requests. Returns (latencies s, first start, last end, CPU s of this process)."""
+    cpu = {}
+
+    def all_ready():
+        start_together.wait(timeout=300)
+        cpu["start"] = time.process_time()
+
+    ready = threading.Barrier(threads, action=all_ready, timeout=300)
+    results = []
+
+    def client(offset):
+        send, close = _connect(protocol, target, payloads)
+        try:
+            for i in range(warmup):
+                rows = send(offset + i)
+                if rows != batch:
+                    raise RuntimeError(f"{protocol}: {rows} rows answered for {batch} examples")
+            ready.wait()
+            latencies, start = [], time.monotonic()
+            for i in range(per_thread):
+                t = time.perf_counter()
+                send(offset + i)
+                latencies.append(time.perf_counter() - t)
+            results.append((latencies, start, time.monotonic()))
+        finally:
+            close()
+
+    pool = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    if len(results) != threads:
+        raise RuntimeError(f"{threads - len(results)} {protocol} client(s) failed (see above)")
+    return ([s for r in results for s in r[0]], min(r[1] for r in results), max(r[2] for r in results),
+            time.process_time() - cpu["start"])
+
+
+def _import_clients(start_together):
+    """Starts one client process: the imports happen here, before anything is measured."""
+    import grpc  # noqa: F401
+    import requests  # noqa: F401
+    from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: F401
+
+    start_together.wait(timeout=300)
+
+
+class LoadGenerator:
+    """Client processes (spawned once, kept for every cell) running client threads."""
+
+    def __init__(self, max_clients: int):
+        context = multiprocessing.get_context("spawn")
+        self.max_processes = math.ceil(max_clients / THREADS_PER_PROCESS)
+        self.manager = context.Manager()
+        self.pool = ProcessPoolExecutor(self.max_processes, mp_context=context)
+        barrier = self.manager.Barrier(self.max_processes)
+        for future in [self.pool.submit(_import_clients, barrier) for _ in range(self.max_processes)]:
+            future.result()
+
+    def run(self, protocol, target, payloads, batch, clients, requests, warmup) -> dict:
+        processes = math.ceil(clients / THREADS_PER_PROCESS)
+        per_thread = math.ceil(requests / clients)
+        barrier = self.manager.Barrier(processes)
+        futures = [self.pool.submit(_client_process, protocol, target, payloads, batch, len(share), per_thread,
+                                    warmup, barrier)
+                   for share in (range(clients)[p::processes] for p in range(processes))]
+        parts = [f.result() for f in futures]
+        latencies = sorted(s for part in parts for s in part[0])
+        seconds = max(p[2] for p in parts) - min(p[1] for p in parts)
+        return dict(_summary(latencies, seconds, batch), client_processes=processes,
+                    client_cpu_cores=sum(p[3] for p in parts) / seconds)
+
+    def close(self):
+        self.pool.shutdown()
+        self.manager.shutdown()
+
+
+def _summary(latencies, seconds: float, batch: int) -> dict:
+    import numpy as np
+
+    ms = np.array(latencies) * 1000
+    return {"requests": len(latencies), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "requests_per_second": len(latencies) / seconds, "examples_per_second": len(latencies) * batch / seconds}
+
+
+# -- requests, servers, the floor -----------------------------------------------------------------
+
+def _batches(examples, batch):
+    return [[examples[(start * batch + i) % len(examples)] for i in range(batch)] for start in range(DISTINCT_BATCHES)]
+
+
+def build_payloads(examples, model_name: str) -> dict:
+    """{(protocol, batch): [serialized PredictRequest or REST JSON body]}."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    payloads = {}
+    for batch in BATCH_SIZES:
+        grpc_requests, bodies = [], []
+        for rows in _batches(examples, batch):
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name, request.model_spec.signature_name = model_name, "serving_default"
+            request.inputs["examples"].CopyFrom(tf.make_tensor_proto(rows, dtype=tf.string))
+            grpc_requests.append(request.SerializeToString())
+            bodies.append(json.dumps({"instances": [{"b64": base64.b64encode(e).decode()} for e in rows]}).encode())
+        payloads["grpc", batch], payloads["rest", batch] = grpc_requests, bodies
+    return payloads
+
+
+def in_process(model_dir: str, examples, requests: int, warmup: int) -> dict:
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    floor = {}
+    for batch in BATCH_SIZES:
+        batches = _batches(examples, batch)
+        for i in range(warmup):
+            serve(examples=tf.constant(batches[i % len(batches)]))
+        latencies, start = [], time.perf_counter()
+        for i in range(requests):
+            t = time.perf_counter()
+            serve(examples=tf.constant(batches[i % len(batches)]))
+            latencies.append(time.perf_counter() - t)
+        floor[batch] = _summary(sorted(latencies), time.perf_counter() - start, batch)
+    return floor
+
+
+def server_configs(tmp: str, model_name: str, model_dir: str) -> dict:
+    """Flags per server: the model dir's version only (a specific-version policy), batching or not."""
+    version = os.path.basename(os.path.normpath(model_dir))
+    config = os.path.join(tmp, "models.config")
+    with open(config, "w") as f:
+        f.write(f'model_config_list {{ config {{ name: "{model_name}" base_path: '
+                f'"{os.path.dirname(os.path.abspath(model_dir))}" model_platform: "tensorflow" '
+                f"model_version_policy {{ specific {{ versions: {version} }} }} }} }}\n")
+    batching = os.path.join(tmp, "batching.config")
+    with open(batching, "w") as f:
+        f.write(" ".join(f"{k} {{ value: {v} }}" for k, v in BATCHING.items()) + "\n")
+    base = [f"--model_config_file={config}", *SERVER_FLAGS]
+    return {name: base + (["--enable_batching", f"--batching_parameters_file={batching}", *extra] if name != "off"
+                          else []) for name, extra in SERVERS.items()}
+
+
+def default_model_dir() -> str:
+    from serving import predict
+
+    found = predict.latest_version(load_config().serving_model_dir)
+    if found is None:
+        raise SystemExit(f"no pushed model under {load_config().serving_model_dir}: run `make run` first "
+                         f"(or pass --model-dir)")
+    return found
+
+
+# -- targets and the table -------------------------------------------------------------------------
+
+def evaluate(cells: list, floor: dict) -> dict:
+    cell = {(c["server"], c["protocol"], c["batch"], c["clients"]): c for c in cells}
+    grpc_p50, floor_p50 = cell["off", "grpc", 1, 1]["p50_ms"], floor[1]["p50_ms"]
+    targets = {"1_grpc_p50_within_1ms_of_in_process": {
+        "grpc_p50_ms": grpc_p50, "in_process_p50_ms": floor_p50, "overhead_ms": grpc_p50 - floor_p50,
+        "pass": grpc_p50 - floor_p50 <= TARGETS["grpc_over_in_process_p50_ms_max"]}}
+    for server in ("scheduler", "tf_op"):
+        for protocol in ("grpc", "rest"):
+            batched, unbatched = (cell[s, protocol, 1, max(CLIENTS)]["requests_per_second"] for s in (server, "off"))
+            ratio = batched / unbatched
+            targets[f"2_{server}_{protocol}_rps_ratio_32_clients_batch_1"] = {
+                "batched_rps": batched, "unbatched_rps": unbatched, "ratio": ratio,
+                "pass": ratio >= TARGETS["batched_over_unbatched_rps_min"]}
+    rest, grpc = cell["off", "rest", 1, 1]["p50_ms"], grpc_p50
+    targets["3_rest_over_grpc_p50_batch_1_1_client"] = {"rest_p50_ms": rest, "grpc_p50_ms": grpc, "ratio": rest / grpc}
+    return targets
+
+
+def print_report(cells: list, floor: dict, targets: dict) -> None:
+    print(f"\n{'server':<11}{'protocol':<10}{'batch':>5}{'clients':>8}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}"
+          f"{'ex/s':>9}{'cli cpu':>8}")
+    rows = [dict(server="in-process", protocol="-", batch=b, clients=1, client_cpu_cores=None, **f)
+            for b, f in floor.items()] + cells
+    for r in rows:
+        cpu = f"{r['client_cpu_cores']:>8.2f}" if r["client_cpu_cores"] is not None else f"{'-':>8}"
+        print(f"{r['server']:<11}{r['protocol']:<10}{r['batch']:>5}{r['clients']:>8}{r['p50_ms']:>9.2f}"
+              f"{r['p99_ms']:>9.2f}{r['requests_per_second']:>9.0f}{r['examples_per_second']:>9.0f}{cpu}")
+    one = targets["1_grpc_p50_within_1ms_of_in_process"]
+    print(f"\n(1) gRPC p50, batch 1, 1 client, batching off <= in-process p50 + 1 ms: {one['grpc_p50_ms']:.2f} vs "
+          f"{one['in_process_p50_ms']:.2f} ms (+{one['overhead_ms']:.2f}): {'PASS' if one['pass'] else 'FAIL'}")
+    for server in ("scheduler", "tf_op"):
+        for protocol in ("grpc", "rest"):
+            t = targets[f"2_{server}_{protocol}_rps_ratio_32_clients_batch_1"]
+            print(f"(2) batching {server:<9} {protocol:<4} req/s at 32 batch-1 clients >= 3x off: {t['batched_rps']:.0f}"
+                  f" vs {t['unbatched_rps']:.0f} = {t['ratio']:.2f}x: {'PASS' if t['pass'] else 'FAIL'}")
+    three = targets["3_rest_over_grpc_p50_batch_1_1_client"]
+    print(f"(3) REST/gRPC p50, batch 1, 1 client: {three['rest_p50_ms']:.2f} / {three['grpc_p50_ms']:.2f} ms = "
+          f"{three['ratio']:.2f}x")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=f"{REQUESTS['quick']} requests per cell (a smoke run)")
+    parser.add_argument("--model-dir", help="a SavedModel version dir (default: the latest pushed version)")
+    args = parser.parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    requests, warmup = REQUESTS[mode], WARMUP[mode]
+    cfg = load_config()
+    model_dir = os.path.abspath(args.model_dir or default_model_dir())
+    model_name = os.path.basename(os.path.dirname(model_dir))
+
+    from serving import predict
+
+    examples = predict.first_raw_examples(cfg.resolved_data_root, "eval", DISTINCT_BATCHES * max(BATCH_SIZES))
+    payloads = build_payloads(examples, model_name)
+    print(f"model {model_name} at {model_dir}; {len(examples)} eval examples; {mode}: {requests} requests per cell "
+          f"after {warmup} per client", flush=True)
+    load = LoadGenerator(max(CLIENTS))  # spawned before the floor is measured, idle during it
+    cells = []
+    try:
+        print("in-process floor ...", flush=True)
+        floor = in_process(model_dir, examples, requests, warmup)
+        with tempfile.TemporaryDirectory() as tmp:
+            configs = server_configs(tmp, model_name, model_dir)
+            for server, flags in configs.items():
+                print(f"server: batching {server} ...", flush=True)
+                with ModelServerProcess(flags, tmp, wait_for_model=model_name) as process:
+                    targets = {"grpc": process.grpc_target, "rest": f"{process.url}/v1/models/{model_name}:predict"}
+                    for protocol in ("grpc", "rest"):
+                        for batch in BATCH_SIZES:
+                            for clients in CLIENTS:
+                                result = load.run(protocol, targets[protocol], payloads[protocol, batch], batch,
+                                                  clients, requests, warmup)
+                                cells.append(dict(server=server, protocol=protocol, batch=batch, clients=clients,
+                                                  **result))
+    finally:
+        load.close()
+    targets = evaluate(cells, floor)
+    print_report(cells, floor, targets)
+    path = write_results("serving_bench", {
+        "mode": mode, "model_dir": model_dir, "model_name": model_name, "requests_per_cell": requests,
+        "warmup_requests_per_client": warmup, "clients": {"mode": CLIENT_MODE, "threads_per_process": THREADS_PER_PROCESS},
+        "batching_parameters": BATCHING, "batching_parameters_why": BATCHING_WHY,
+        "server_flags": configs,
+        "in_process": {str(b): f for b, f in floor.items()}, "cells": cells,
+        "targets": TARGETS, "measured": targets})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
