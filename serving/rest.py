@@ -149,12 +149,12 @@ def make_app(manager: ModelManager, metrics: Metrics, max_request_bytes: int, ma
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_request_bytes:
-            raise errors.ServingError(errors.Code.RESOURCE_EXHAUSTED, _too_large(max_request_bytes))
+            raise _TooLarge(_too_large(max_request_bytes))
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > max_request_bytes:
-                raise errors.ServingError(errors.Code.RESOURCE_EXHAUSTED, _too_large(max_request_bytes))
+                raise _TooLarge(_too_large(max_request_bytes))
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -164,14 +164,17 @@ def make_app(manager: ModelManager, metrics: Metrics, max_request_bytes: int, ma
         method = request.method
         path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
         status, info = errors.Code.OK, {"model": "", "version": "", "signature": "", "api": ""}
+        response: Optional[Response] = None
         try:
             if not API_PATH_REGEX.fullmatch(path):
                 status = errors.Code.NOT_FOUND
-                return _json_response(json_tensor.error_reply(f"Not found: {path}"), 404)
+                response = _json_response(json_tensor.error_reply(f"Not found: {path}"), 404)
+                return response
             if method == "OPTIONS":  # CORS preflight, as http_server.cc
                 ok = re.search(r"https?://", request.headers.get("origin", "")) is not None
                 status = errors.Code.OK if ok else errors.Code.FAILED_PRECONDITION
-                return Response(status_code=200 if ok else 400, headers=cors_headers)
+                response = Response(status_code=200 if ok else 400, headers=cors_headers)
+                return response
             if state["in_flight"] >= max_in_flight:
                 raise errors.resource_exhausted(f"Too many requests in flight (at most {max_in_flight}); retry later")
             state["in_flight"] += 1
@@ -181,6 +184,9 @@ def make_app(manager: ModelManager, metrics: Metrics, max_request_bytes: int, ma
             finally:
                 state["in_flight"] -= 1
             response = _json_response(output)
+        except _TooLarge as e:  # not a TF Serving error: it has no limit (README)
+            status = errors.Code.RESOURCE_EXHAUSTED
+            response = _json_response(json_tensor.error_reply(str(e)), 413)
         except errors.ServingError as e:
             status = e.code
             response = _error_response(e)
@@ -196,11 +202,15 @@ def make_app(manager: ModelManager, metrics: Metrics, max_request_bytes: int, ma
                 metrics.record(info["model"], info["version"], info["signature"], info["api"], "rest", status.name,
                                seconds)
             access_log.info('rest %s %s %s %s %.1fms', request.client.host if request.client else "-", method, path,
-                            errors.http_status(status) if status != errors.Code.OK else 200, seconds * 1000)
+                            response.status_code if response is not None else 500, seconds * 1000)
         response.headers.update(cors_headers)
         return response
 
     return app
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _too_large(limit: int) -> str:
