@@ -46,3 +46,17 @@ def write_csv_slice(path, rows: int, start: int = 0):
             if i >= start:
                 writer.writerow(row)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def sample_run(tmp_path_factory):
+    """The whole pipeline on a 2,000-row slice of the sample, once per session (e2e tests only):
+    (tmp dir, config path, config, the run's CompletedProcess)."""
+    from pipeline.config import load_config
+    from tests.support.sample_run import tfxp_run, write_config
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    config_path = write_config(tmp, write_csv_slice(tmp / "slice.csv", 2000))
+    result = tfxp_run(config_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return tmp, config_path, load_config(config_path), result

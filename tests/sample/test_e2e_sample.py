@@ -6,16 +6,14 @@ import csv
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
-import yaml
 
 from pipeline.config import PROJECT_ROOT, load_config
 from pipeline.run_summary import CACHED, EXECUTED, latest_run_states
 from serving import predict
 from tests.conftest import write_csv_slice
+from tests.support.sample_run import tfxp_run, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -26,34 +24,10 @@ UPSTREAM_OF_TRAINER = ["ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "
 TRAINER_AND_AFTER = ["Trainer", "evaluator", "pusher", "tflite_converter", "tflite_evaluator", "pusher_lite"]
 
 
-def _write_config(tmp_path, csv_path, name="e2e", **extra):
-    config = {
-        "pipeline_name": name, "source_csv": csv_path, "data_root": str(tmp_path / "data"), "shards": 2,
-        "output_root": str(tmp_path / "runs"), "schema_path": load_config().resolved_schema_path,
-        "training": {"train_steps": 60, "eval_steps": 10, "batch_size": 32},
-        "evaluation": {"threshold": 0.5, "max_degradation": 0.5}, **extra,
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
-
-
-def _tfxp_run(config_path, pythonpath=None):
-    # cwd: not the project root, which `python -m` would put ahead of PYTHONPATH.
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", config_path],
-                          capture_output=True, text=True, env=env, cwd=os.path.dirname(config_path), timeout=1200)
-
-
-@pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("e2e")
-    config_path = _write_config(tmp, write_csv_slice(tmp / "slice.csv", 2000))
-    result = _tfxp_run(config_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return tmp, config_path, load_config(config_path), result
+@pytest.fixture
+def first_run(sample_run):
+    """The sample's first run, shared with the serving tests (tests/conftest.py)."""
+    return sample_run
 
 
 def test_every_component_executed(first_run):
@@ -95,7 +69,7 @@ def test_tflite_variants_are_pushed_with_their_input_contract_and_the_table_is_p
 
 def test_a_rerun_with_nothing_changed_executes_no_component(first_run):
     _, config_path, cfg, _ = first_run
-    result = _tfxp_run(config_path)
+    result = tfxp_run(config_path)
     assert result.returncode == 0, result.stderr[-5000:]
     states = latest_run_states(cfg.resolved_metadata_path, cfg.pipeline_name)
     assert {c: states.get(c) for c in COMPONENTS} == {c: CACHED for c in COMPONENTS}
@@ -123,7 +97,7 @@ def _assert_reran_from_the_trainer_on(cfg):
 def test_editing_the_model_reruns_only_the_trainer_and_what_follows(first_run, tmp_path):
     _, config_path, cfg, _ = first_run
     copy = _edited_copy(tmp_path, "model.py", "HIDDEN_UNITS = (64, 32)", "HIDDEN_UNITS = (32, 16)")
-    result = _tfxp_run(config_path, pythonpath=copy)
+    result = tfxp_run(config_path, pythonpath=copy)
     assert result.returncode == 0, result.stderr[-5000:]
     _assert_reran_from_the_trainer_on(cfg)
 
@@ -133,7 +107,7 @@ def test_editing_a_platform_module_run_only_inside_a_function_reruns_the_trainer
     must still see an edit to it."""
     _, config_path, cfg, _ = first_run
     copy = _edited_copy(tmp_path, os.path.join("training", "launcher.py"), "POLL_SECONDS = 0.5", "POLL_SECONDS = 0.25")
-    result = _tfxp_run(config_path, pythonpath=copy)
+    result = tfxp_run(config_path, pythonpath=copy)
     assert result.returncode == 0, result.stderr[-5000:]
     _assert_reran_from_the_trainer_on(cfg)
 
@@ -142,12 +116,12 @@ def test_a_tflite_conversion_beyond_the_tolerance_is_not_pushed_but_the_saved_mo
     # Forced: int8 calibrated on a single example clips nearly every activation, and the
     # tolerance is zero. The model must be trained enough to have something to lose: at 60 steps
     # it is barely better than the majority class and a clipped int8 copy can even beat it.
-    config_path = _write_config(tmp_path, write_csv_slice(tmp_path / "slice.csv", 1500), name="e2e_lite",
+    config_path = write_config(tmp_path, write_csv_slice(tmp_path / "slice.csv", 1500), name="e2e_lite",
                                 training={"train_steps": 400, "eval_steps": 10, "batch_size": 32},
                                 tflite={"quantizations": ["int8"], "representative_examples": 1,
                                         "max_metric_drop": 0.0})
     cfg = load_config(config_path)
-    result = _tfxp_run(config_path)
+    result = tfxp_run(config_path)
     assert result.returncode == 0, result.stderr[-5000:]
     assert len(predict.model_versions(cfg.serving_model_dir)) == 1
     assert predict.model_versions(cfg.lite_serving_model_dir, marker_suffix=".tflite") == []
@@ -183,10 +157,10 @@ def _inject_out_of_domain_hours(src, dst, every=7):
 @pytest.mark.parametrize("beam_preset", ["in_memory", "multi_processing"])
 def test_anomalous_data_stops_the_run_before_transform_and_pushes_nothing(tmp_path, beam_preset):
     _inject_out_of_domain_hours(write_csv_slice(tmp_path / "clean.csv", 600), tmp_path / "anomalous.csv")
-    config_path = _write_config(tmp_path, str(tmp_path / "anomalous.csv"), name="e2e_anomaly",
+    config_path = write_config(tmp_path, str(tmp_path / "anomalous.csv"), name="e2e_anomaly",
                                 beam_preset=beam_preset)
     cfg = load_config(config_path)
-    result = _tfxp_run(config_path)
+    result = tfxp_run(config_path)
     assert result.returncode == 3, result.stderr[-5000:]
     assert "trip_start_hour" in result.stderr and "stopped: data validation failed" in result.stderr
     states = latest_run_states(cfg.resolved_metadata_path, cfg.pipeline_name)
