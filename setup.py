@@ -20,6 +20,11 @@ setup(
         "pyyaml",
         "fastapi",
         "uvicorn",
+        "httptools",  # uvicorn's fast HTTP parser and event loop: tfxp serve's REST latency
+        "uvloop",
+        "prometheus_client",
+        "requests",
+        "grpcio",
         "jinja2",
         "matplotlib",
     ],

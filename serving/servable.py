@@ -84,7 +84,7 @@ class Signature:
         self.output_keys = sorted(signature_def.outputs)
         self.input_dtypes = {k: tf.dtypes.as_dtype(signature_def.inputs[k].dtype) for k in self.input_keys}
         self._function = function
-        self._call = self._direct
+        self._call = self._compiled_call(function) or self._direct
         self.scheduler = None
         if batching is not None and self._batchable():
             if batching.implementation == "tf_op":
@@ -105,6 +105,21 @@ class Signature:
 
     def _direct(self, tensors: Dict) -> Dict:
         return self._function(**tensors)
+
+    def _compiled_call(self, function) -> Optional[Callable[[Dict], Dict]]:
+        """The signature as one concrete function with positional inputs: it skips the per-call
+        argument binding and captured-variable lookups of the restored signature (~0.1 ms a call)."""
+        import tensorflow as tf
+
+        try:
+            _, specs = function.structured_input_signature
+            ordered = [specs[k] for k in self.input_keys]
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return None
+        keys = self.input_keys
+        concrete = tf.function(lambda *args: function(**dict(zip(keys, args))), input_signature=ordered,
+                               autograph=False).get_concrete_function()
+        return lambda tensors: concrete(*[tensors[k] for k in keys])
 
     def _batched_call(self, options: BatchingOptions, scope: str) -> Callable[[Dict], Dict]:
         """Calls go through TensorFlow's BatchFunction kernel (what TF Serving's in-graph batching
