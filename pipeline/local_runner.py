@@ -124,6 +124,8 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True) 
     if cfg.tflite.enabled:
         print_tflite_report(cfg)
     print(describe_a_prediction(cfg, latest))
+    print(f"Serve it: tfxp serve (TF Serving's REST API on 127.0.0.1:8501 and gRPC on 127.0.0.1:8500, model "
+          f"{cfg.pipeline_name!r}); query it: tfxp predict ROWS.csv. Both take the --config of tfxp run.")
     return 0
 
 
