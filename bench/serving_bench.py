@@ -7,7 +7,7 @@ BatchFunction op (`--batching_implementation=tf_op`). The floor is the same sign
 this process, single thread. Per cell: p50/p99 latency and requests/s over a fixed request count
 after a warm-up. Writes bench/results/serving_bench.json.
 
-    python -m bench.serving_bench [--quick] [--model-dir runs/serving_model/<name>/<version>]
+    python -m bench.serving_bench [--quick] [--requests N] [--model-dir runs/serving_model/<name>/<version>]
 """
 import argparse
 import base64
@@ -30,15 +30,18 @@ REQUESTS = {"full": 300, "quick": 50}  # measured requests per cell, shared by i
 WARMUP = {"full": 5, "quick": 2}  # requests per client before the measurement
 DISTINCT_BATCHES = 8  # each client cycles through this many different requests of real eval examples
 THREADS_PER_PROCESS = 8  # clients beyond this run in more client processes (see CLIENT_MODE)
-CLIENT_MODE = ("threads, at most 8 per client process (so 1 process for 1 and 8 clients, 4 for 32): in one "
-               "process, 32 Python client threads saturate that process's GIL (client_cpu_cores ~1.0) and "
-               "the client, not the server, sets requests/s")
+CLIENT_MODE = ("threads, at most 8 per client process (1 process for 1 and 8 clients, 4 for 32): with 32 client "
+               "threads in one process, the REST clients used ~0.8 of the one core a GIL allows and gRPC p99 "
+               "rose to 70-270 ms (82-86 ms over 4 processes) from GIL hand-offs inside the client; "
+               "client_cpu_cores per cell is the clients' share of the 2 cores")
 BATCHING = {"max_batch_size": 32, "batch_timeout_micros": 0, "num_batch_threads": 2, "max_enqueued_batches": 100}
-BATCHING_WHY = ("max_batch_size 32 = the largest request and the most clients; num_batch_threads 2 = the cores; "
-                "batch_timeout_micros 0: on 2 cores the 2 batch threads are busy under load, so requests queue "
-                "and batch up while they run, and a lone client never waits for a batch to fill")
+BATCHING_WHY = ("max_batch_size 32: the largest request; num_batch_threads 2: the cores; batch_timeout_micros 0: "
+                "with the default --grpc_max_threads (4 x cores = 8) at most 8 gRPC requests are in the server, so "
+                "a batch of batch-1 requests never reaches 32 and any timeout is pure wait (tried 1000 us: fewer "
+                "req/s at 32 clients, 586-610 vs 648-699, and +1.6 ms p50 at 1 client); at 0, requests that "
+                "arrive while both batch threads run are batched together")
 SERVER_FLAGS = ["--access_log="]  # no access log line per request (TF Serving writes none)
-SERVERS = {"off": [], "scheduler": ["--batching_implementation=scheduler"], "tf_op": ["--batching_implementation=tf_op"]}
+SERVERS = ("off", "scheduler", "tf_op")  # batching off, or on with this --batching_implementation
 TARGETS = {"grpc_over_in_process_p50_ms_max": 1.0, "batched_over_unbatched_rps_min": 3.0}
 
 
@@ -96,6 +99,9 @@ def _client_process(protocol, target, payloads, batch, threads, per_thread, warm
                 send(offset + i)
                 latencies.append(time.perf_counter() - t)
             results.append((latencies, start, time.monotonic()))
+        except BaseException:
+            ready.abort()  # the other clients stop waiting (BrokenBarrierError)
+            raise
         finally:
             close()
 
@@ -105,6 +111,7 @@ def _client_process(protocol, target, payloads, batch, threads, per_thread, warm
     for thread in pool:
         thread.join()
     if len(results) != threads:
+        start_together.abort()
         raise RuntimeError(f"{threads - len(results)} {protocol} client(s) failed (see above)")
     return ([s for r in results for s in r[0]], min(r[1] for r in results), max(r[2] for r in results),
             time.process_time() - cpu["start"])
@@ -211,17 +218,16 @@ def server_configs(tmp: str, model_name: str, model_dir: str) -> dict:
     with open(batching, "w") as f:
         f.write(" ".join(f"{k} {{ value: {v} }}" for k, v in BATCHING.items()) + "\n")
     base = [f"--model_config_file={config}", *SERVER_FLAGS]
-    return {name: base + (["--enable_batching", f"--batching_parameters_file={batching}", *extra] if name != "off"
-                          else []) for name, extra in SERVERS.items()}
+    on = ["--enable_batching", f"--batching_parameters_file={batching}"]
+    return {name: base + (on + [f"--batching_implementation={name}"] if name != "off" else []) for name in SERVERS}
 
 
-def default_model_dir() -> str:
+def default_model_dir(cfg) -> str:
     from serving import predict
 
-    found = predict.latest_version(load_config().serving_model_dir)
+    found = predict.latest_version(cfg.serving_model_dir)
     if found is None:
-        raise SystemExit(f"no pushed model under {load_config().serving_model_dir}: run `make run` first "
-                         f"(or pass --model-dir)")
+        raise SystemExit(f"no pushed model under {cfg.serving_model_dir}: run `make run` first (or pass --model-dir)")
     return found
 
 
@@ -260,8 +266,9 @@ def print_report(cells: list, floor: dict, targets: dict) -> None:
     for server in ("scheduler", "tf_op"):
         for protocol in ("grpc", "rest"):
             t = targets[f"2_{server}_{protocol}_rps_ratio_32_clients_batch_1"]
-            print(f"(2) batching {server:<9} {protocol:<4} req/s at 32 batch-1 clients >= 3x off: {t['batched_rps']:.0f}"
-                  f" vs {t['unbatched_rps']:.0f} = {t['ratio']:.2f}x: {'PASS' if t['pass'] else 'FAIL'}")
+            print(f"(2) batching {server:<9} {protocol:<4} req/s at 32 batch-1 clients >= 3x off: "
+                  f"{t['batched_rps']:.0f} vs {t['unbatched_rps']:.0f} = {t['ratio']:.2f}x: "
+                  f"{'PASS' if t['pass'] else 'FAIL'}")
     three = targets["3_rest_over_grpc_p50_batch_1_1_client"]
     print(f"(3) REST/gRPC p50, batch 1, 1 client: {three['rest_p50_ms']:.2f} / {three['grpc_p50_ms']:.2f} ms = "
           f"{three['ratio']:.2f}x")
@@ -271,19 +278,23 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help=f"{REQUESTS['quick']} requests per cell (a smoke run)")
     parser.add_argument("--model-dir", help="a SavedModel version dir (default: the latest pushed version)")
+    parser.add_argument("--requests", type=int, help="measured requests per cell (default: 300, --quick: 50)")
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
-    requests, warmup = REQUESTS[mode], WARMUP[mode]
+    requests, warmup = args.requests or REQUESTS[mode], WARMUP[mode]
     cfg = load_config()
-    model_dir = os.path.abspath(args.model_dir or default_model_dir())
+    model_dir = os.path.abspath(args.model_dir or default_model_dir(cfg))
+    if not os.path.basename(model_dir).isdigit() or not os.path.exists(os.path.join(model_dir, "saved_model.pb")):
+        raise SystemExit(f"--model-dir {model_dir}: expected a SavedModel version dir, <base>/<number>/saved_model.pb")
     model_name = os.path.basename(os.path.dirname(model_dir))
 
     from serving import predict
 
     examples = predict.first_raw_examples(cfg.resolved_data_root, "eval", DISTINCT_BATCHES * max(BATCH_SIZES))
     payloads = build_payloads(examples, model_name)
+    load_average = os.getloadavg()
     print(f"model {model_name} at {model_dir}; {len(examples)} eval examples; {mode}: {requests} requests per cell "
-          f"after {warmup} per client", flush=True)
+          f"after {warmup} per client; load average {load_average[0]:.2f} (the machine should be idle)", flush=True)
     load = LoadGenerator(max(CLIENTS))  # spawned before the floor is measured, idle during it
     cells = []
     try:
@@ -294,11 +305,11 @@ def main(argv=None):
             for server, flags in configs.items():
                 print(f"server: batching {server} ...", flush=True)
                 with ModelServerProcess(flags, tmp, wait_for_model=model_name) as process:
-                    targets = {"grpc": process.grpc_target, "rest": f"{process.url}/v1/models/{model_name}:predict"}
+                    urls = {"grpc": process.grpc_target, "rest": f"{process.url}/v1/models/{model_name}:predict"}
                     for protocol in ("grpc", "rest"):
                         for batch in BATCH_SIZES:
                             for clients in CLIENTS:
-                                result = load.run(protocol, targets[protocol], payloads[protocol, batch], batch,
+                                result = load.run(protocol, urls[protocol], payloads[protocol, batch], batch,
                                                   clients, requests, warmup)
                                 cells.append(dict(server=server, protocol=protocol, batch=batch, clients=clients,
                                                   **result))
@@ -307,12 +318,11 @@ def main(argv=None):
     targets = evaluate(cells, floor)
     print_report(cells, floor, targets)
     path = write_results("serving_bench", {
-        "mode": mode, "model_dir": model_dir, "model_name": model_name, "requests_per_cell": requests,
-        "warmup_requests_per_client": warmup, "clients": {"mode": CLIENT_MODE, "threads_per_process": THREADS_PER_PROCESS},
-        "batching_parameters": BATCHING, "batching_parameters_why": BATCHING_WHY,
-        "server_flags": configs,
-        "in_process": {str(b): f for b, f in floor.items()}, "cells": cells,
-        "targets": TARGETS, "measured": targets})
+        "mode": mode, "load_average_at_start": load_average, "model_dir": model_dir, "model_name": model_name,
+        "requests_per_cell": requests, "warmup_requests_per_client": warmup,
+        "clients": {"mode": CLIENT_MODE, "threads_per_process": THREADS_PER_PROCESS},
+        "batching_parameters": BATCHING, "batching_parameters_why": BATCHING_WHY, "server_flags": configs,
+        "in_process": {str(b): f for b, f in floor.items()}, "cells": cells, "targets": TARGETS, "measured": targets})
     print(f"wrote {path}")
 
 

@@ -95,7 +95,6 @@ def classify(servable: Servable, request):
     from tensorflow_serving.apis import classification_pb2
 
     signature = servable.signature(request.model_spec.signature_name, CLASSIFY_METHOD)
-    signature.check_classification()
     rows = signature.classify(serialized_examples(request.input))
     response = classification_pb2.ClassificationResponse()
     _fill_model_spec(response.model_spec, servable, signature.key)
@@ -114,7 +113,6 @@ def regress(servable: Servable, request):
     from tensorflow_serving.apis import regression_pb2
 
     signature = servable.signature(request.model_spec.signature_name, REGRESS_METHOD)
-    signature.check_regression()
     values = signature.regress(serialized_examples(request.input))
     response = regression_pb2.RegressionResponse()
     _fill_model_spec(response.model_spec, servable, signature.key)

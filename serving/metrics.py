@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import bisect
 import threading
 from collections import defaultdict
 from typing import Dict, Tuple
@@ -38,7 +39,7 @@ class _TFServingSeries:
             self.counts[(model, status)] += 1
             key = (model, api, _ENTRYPOINT[protocol])
             buckets = self.latency.setdefault(key, [0] * (len(_TFS_BUCKETS_US) + 1) + [0.0])
-            index = next((i for i, bound in enumerate(_TFS_BUCKETS_US) if micros <= bound), len(_TFS_BUCKETS_US))
+            index = bisect.bisect_left(_TFS_BUCKETS_US, micros)
             buckets[index] += 1
             buckets[-1] += micros
 

@@ -131,12 +131,12 @@ class RestApi:
                 + "\n}\n}\n")
 
 
-def make_app(manager: ModelManager, metrics: Metrics, max_request_bytes: int, max_in_flight: int,
+def make_app(manager: ModelManager, metrics: Metrics, max_request_bytes: int, max_in_flight: int, threads: int,
              metrics_path: Optional[str], cors: bool = False) -> FastAPI:
     """The ASGI app: TF Serving's REST API under /v1/, Prometheus metrics at ``metrics_path``."""
     api = RestApi(manager)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    limiter = anyio.CapacityLimiter(max_in_flight)
+    limiter = anyio.CapacityLimiter(threads)  # --rest_api_num_threads run requests; the rest wait their turn
     state = {"in_flight": 0}
     cors_headers = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, GET",
                     "Access-Control-Allow-Headers": "Content-Type"} if cors else {}

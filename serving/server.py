@@ -145,8 +145,8 @@ def _setup_access_log(target: str) -> None:
     access = logging.getLogger("tfxp.serving.access")
     access.propagate = False
     access.handlers.clear()
-    if not target:
-        access.disabled = True
+    if not target:  # a level above everything: uvicorn's logging setup re-enables disabled loggers
+        access.setLevel(logging.CRITICAL + 1)
         return
     handler = logging.StreamHandler(sys.stderr) if target == "-" else logging.FileHandler(target)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
@@ -216,7 +216,7 @@ class ModelServer:
 
         args = self.args
         app = make_app(self.manager, self.metrics, args.max_request_bytes, args.max_concurrent_requests,
-                       self.options.metrics_path, args.rest_api_enable_cors_support)
+                       args.rest_api_num_threads, self.options.metrics_path, args.rest_api_enable_cors_support)
         config = uvicorn.Config(app, host=args.host, port=args.rest_api_port, log_level="warning",
                                 access_log=False, timeout_graceful_shutdown=30, lifespan="off",
                                 limit_max_requests=None, backlog=2048)
