@@ -206,6 +206,36 @@ def in_process(model_dir: str, examples, requests: int, warmup: int) -> dict:
     return floor
 
 
+def in_process_batching(model_dir: str, examples, threads: int = 32, per_thread: int = 100) -> dict:
+    """Batch-1 calls from ``threads`` threads into serving's own Signature, with no transport in
+    front: unbatched, through the batch scheduler, through TensorFlow's BatchFunction op."""
+    import numpy as np
+
+    from serving.servable import BatchingOptions, Servable
+
+    results = {}
+    for name in ("off",) + SERVERS[1:]:
+        batching = None if name == "off" else BatchingOptions(implementation=name, **{
+            k: v for k, v in BATCHING.items() if k != "batch_timeout_micros"}, batch_timeout_micros=1000)
+        signature = Servable("bench", 1, model_dir, batching).signature("")
+        rows = [np.array([e], dtype=object) for e in examples]
+
+        def client(offset):
+            for i in range(per_thread):
+                signature.run({"examples": rows[(offset + i) % len(rows)]})
+        client(0)
+        workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
+        start = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        results[name] = threads * per_thread / (time.perf_counter() - start)
+    return {"threads": threads, "calls_per_thread": per_thread, "batch_timeout_micros": 1000,
+            "calls_per_second": results,
+            "speedup": {k: v / results["off"] for k, v in results.items() if k != "off"}}
+
+
 def server_configs(tmp: str, model_name: str, model_dir: str) -> dict:
     """Flags per server: the model dir's version only (a specific-version policy), batching or not."""
     version = os.path.basename(os.path.normpath(model_dir))
@@ -300,6 +330,8 @@ def main(argv=None):
     try:
         print("in-process floor ...", flush=True)
         floor = in_process(model_dir, examples, requests, warmup)
+        print("in-process batching (no transport) ...", flush=True)
+        batching_alone = in_process_batching(model_dir, examples, per_thread=30 if args.quick else 100)
         with tempfile.TemporaryDirectory() as tmp:
             configs = server_configs(tmp, model_name, model_dir)
             for server, flags in configs.items():
@@ -317,12 +349,16 @@ def main(argv=None):
         load.close()
     targets = evaluate(cells, floor)
     print_report(cells, floor, targets)
+    print("in-process, 32 threads of batch-1 calls, calls/s: " + ", ".join(
+        f"{k} {v:.0f}" for k, v in batching_alone["calls_per_second"].items())
+          + "; batched/unbatched: " + ", ".join(f"{k} {v:.2f}x" for k, v in batching_alone["speedup"].items()))
     path = write_results("serving_bench", {
         "mode": mode, "load_average_at_start": load_average, "model_dir": model_dir, "model_name": model_name,
         "requests_per_cell": requests, "warmup_requests_per_client": warmup,
         "clients": {"mode": CLIENT_MODE, "threads_per_process": THREADS_PER_PROCESS},
         "batching_parameters": BATCHING, "batching_parameters_why": BATCHING_WHY, "server_flags": configs,
-        "in_process": {str(b): f for b, f in floor.items()}, "cells": cells, "targets": TARGETS, "measured": targets})
+        "in_process": {str(b): f for b, f in floor.items()}, "cells": cells, "targets": TARGETS, "measured": targets,
+        "in_process_batching": batching_alone})
     print(f"wrote {path}")
 
 

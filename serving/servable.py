@@ -327,6 +327,7 @@ class Servable:
                 continue
             scope = f"servable_{_safe(name)}_{version}_{_safe(key)}"
             self.signatures[key] = Signature(key, signature_def, self._loaded.signatures[key], batching, scope)
+            self.signatures[key].owner = self._loaded  # the variables live as long as any signature does
         self.lock = threading.Lock()
 
     def signature(self, key: str, method: str = PREDICT_METHOD) -> Signature:
