@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent import futures
-from typing import Callable, Optional
+from typing import Callable
 
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
@@ -97,7 +97,7 @@ def _unimplemented(api: str):
     return handler
 
 
-def reload_config_handler(manager: ModelManager, on_config: Optional[Callable] = None):
+def reload_config_handler(manager: ModelManager):
     """ModelService.HandleReloadConfigRequest (model_service_impl.cc): applies the request's
     ModelServerConfig; a failure is the RPC's status (TF Serving returns ToGRPCStatus)."""
     from tensorflow_serving.apis import model_management_pb2
@@ -107,14 +107,12 @@ def reload_config_handler(manager: ModelManager, on_config: Optional[Callable] =
             raise errors.invalid_argument("ServerModelConfig type not supported by HandleReloadConfigRequest. "
                                           "Only ModelConfigList is currently supported")
         manager.reload_config(request.config)
-        if on_config is not None:
-            on_config(request.config)
         return model_management_pb2.ReloadConfigResponse()
     return handler
 
 
 def make_server(manager: ModelManager, metrics: Metrics, host: str, port: int, max_threads: int,
-                max_concurrent_rpcs: int, max_message_bytes: int, on_config: Optional[Callable] = None):
+                max_concurrent_rpcs: int, max_message_bytes: int):
     """A started-later grpc.Server on host:port with both services; returns (server, bound port)."""
     calls = _Calls(manager, metrics)
     server = grpc.server(
@@ -125,7 +123,7 @@ def make_server(manager: ModelManager, metrics: Metrics, host: str, port: int, m
                  ("grpc.so_reuseport", 0)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(calls), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelService(calls, reload_config_handler(manager, on_config)), server)
+        ModelService(calls, reload_config_handler(manager)), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot bind the gRPC port {host}:{port}")

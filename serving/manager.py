@@ -46,18 +46,9 @@ class _Model:
 
 def list_versions(base_path: str) -> Dict[int, str]:
     """Complete version dirs under base_path: numeric names holding saved_model.pb."""
-    import tensorflow as tf
+    from serving.predict import model_versions
 
-    if not tf.io.gfile.isdir(base_path):
-        return {}
-    found = {}
-    for name in tf.io.gfile.listdir(base_path):
-        name = name.rstrip("/")
-        if name.isdigit():
-            path = f"{base_path.rstrip('/')}/{name}"
-            if tf.io.gfile.exists(f"{path}/saved_model.pb"):
-                found[int(name)] = path
-    return found
+    return {int(path.rstrip("/").rsplit("/", 1)[-1]): path for path in model_versions(base_path)}
 
 
 def aspired_versions(policy, available_on_disk: List[int]) -> List[int]:

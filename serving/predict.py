@@ -8,21 +8,25 @@ import numpy as np
 
 
 def _is_complete(version_dir: str, marker_suffix: str) -> bool:
+    import tensorflow as tf
+
     if marker_suffix == "saved_model.pb":  # Pusher copies saved_model.pb last
-        return os.path.exists(os.path.join(version_dir, marker_suffix))
-    return any(name.endswith(marker_suffix) for name in os.listdir(version_dir))
+        return tf.io.gfile.exists(os.path.join(version_dir, marker_suffix))
+    return any(name.endswith(marker_suffix) for name in tf.io.gfile.listdir(version_dir))
 
 
 def model_versions(serving_model_dir: str, marker_suffix: str = "saved_model.pb") -> List[str]:
     """Version directories Pusher wrote under serving_model/<name>/, oldest first.
 
     Only complete versions count: ones holding a file ending in ``marker_suffix``
-    (``saved_model.pb`` for SavedModels, ``.tflite`` for the TFLite pushes).
+    (``saved_model.pb`` for SavedModels, ``.tflite`` for the TFLite pushes). Any tf.io.gfile path.
     """
-    if not os.path.isdir(serving_model_dir):
+    import tensorflow as tf
+
+    if not tf.io.gfile.isdir(serving_model_dir):
         return []
-    versions = [d for d in os.listdir(serving_model_dir)
-                if d.isdigit() and _is_complete(os.path.join(serving_model_dir, d), marker_suffix)]
+    names = [d.rstrip("/") for d in tf.io.gfile.listdir(serving_model_dir)]
+    versions = [d for d in names if d.isdigit() and _is_complete(os.path.join(serving_model_dir, d), marker_suffix)]
     return [os.path.join(serving_model_dir, d) for d in sorted(versions, key=int)]
 
 

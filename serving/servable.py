@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
@@ -92,9 +91,6 @@ class Signature:
             else:
                 from serving.batching import BatchScheduler
                 self.scheduler = BatchScheduler(self._run_arrays, batching, name=scope)
-
-    def dtype_of(self, key: str):
-        return self.input_dtypes[key]
 
     def _batchable(self) -> bool:
         """TF's batch op splits every input and output along dimension 0: all must have one."""
@@ -328,7 +324,6 @@ class Servable:
             scope = f"servable_{_safe(name)}_{version}_{_safe(key)}"
             self.signatures[key] = Signature(key, signature_def, self._loaded.signatures[key], batching, scope)
             self.signatures[key].owner = self._loaded  # the variables live as long as any signature does
-        self.lock = threading.Lock()
 
     def signature(self, key: str, method: str = PREDICT_METHOD) -> Signature:
         """TF Serving's lookup: an unknown key is FAILED_PRECONDITION for Predict and

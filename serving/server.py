@@ -170,7 +170,6 @@ class ModelServer:
         self.grpc_server = None
         self.grpc_port = 0
         self.rest_server = None
-        self._stopped = threading.Event()
 
     def load(self) -> None:
         """Loads every model's aspired versions (as TF Serving does before it opens its ports)."""
@@ -182,9 +181,6 @@ class ModelServer:
             versions = self.manager.available_versions(model.name)
             log.info("model %s: %s", model.name, f"serving versions {versions}" if versions else
                      f"no version loaded yet from {model.base_path} (polling)")
-
-    def _config_source(self):
-        return protos.read_model_server_config(self.args.model_config_file) if self.args.model_config_file else None
 
     def start(self) -> None:
         from serving import grpc_service
@@ -200,7 +196,7 @@ class ModelServer:
             self._start_rest()
         self.manager.start_polling(
             args.file_system_poll_wait_seconds,
-            (lambda: self._read_config()) if args.model_config_file else None,
+            self._read_config if args.model_config_file else None,
             args.model_config_file_poll_wait_seconds)
 
     def _read_config(self):
@@ -240,7 +236,6 @@ class ModelServer:
             self.grpc_server.stop(grace_seconds).wait()
         if self.rest_server is not None:
             self._rest_thread.join(grace_seconds)
-        self._stopped.set()
 
     def serve_forever(self) -> None:
         stop = threading.Event()
