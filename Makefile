@@ -28,13 +28,19 @@ $(STAMP): setup.py constraints.txt
 run: $(STAMP)
 	$(VENV)/bin/tfxp run
 
+# Debian packages the tests run for real (nginx in front of tfxp serve): installed when missing.
+SYSTEM_PACKAGES := nginx
+
 test: $(STAMP)
+	scripts/ensure-system-packages.sh $(SYSTEM_PACKAGES)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
+	scripts/ensure-system-packages.sh $(SYSTEM_PACKAGES)
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 test-e2e: $(STAMP)
+	scripts/ensure-system-packages.sh $(SYSTEM_PACKAGES)
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 # Re-freeze the environment after changing a dependency in setup.py.

@@ -12,6 +12,7 @@ setup(
     package_data={
         "": ["*.yaml", "*.pbtxt"],  # configs and schemas, wherever they live
         "data": ["*.csv"],
+        "serving": ["templates/*.j2"],  # the nginx template (serving/load_balancer.py)
     },
     install_requires=[
         "tfx[kfp]==1.16.0",
@@ -29,7 +30,11 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "dev": ["pytest==8.0.0", "pytest-timeout", "gcp-storage-emulator==2026.7.19"],
+        "dev": ["pytest==8.0.0", "pytest-timeout", "gcp-storage-emulator==2026.7.19",
+                # tests/serving/test_k8s.py: Kubernetes' API schemas (shipped: offline); jsonschema also checks
+                # serving/docker-compose.yml against the compose-spec schema (KServe's and compose-spec's
+                # schemas come from PyPI and npm at test time: tests/support/registry_schemas.py)
+                "kubernetes-validate==1.37.0", "jsonschema"],
     },
     entry_points={"console_scripts": ["tfxp=pipeline.cli:main"]},
 )

@@ -6,6 +6,9 @@
     tfxp compile   compile it for Kubeflow Pipelines (KFP v2 PipelineSpec YAML)
     tfxp submit    compile and submit a run to a Kubeflow Pipelines host
     tfxp diagnose-input   is training input-bound or compute-bound? (after a run)
+    tfxp serve / predict / inspect   serve the pushed model (TF Serving's APIs), query it, describe it
+    tfxp serving-config   models.config, batching and monitoring files for TF Serving; deploy files
+    tfxp release   canary VERSION | promote | rollback: move the labels in models.config
 """
 from __future__ import annotations
 
@@ -100,6 +103,32 @@ def cmd_diagnose_input(args) -> int:
     return 0
 
 
+def cmd_serving_config(args) -> int:
+    from serving import release
+
+    cfg = _load(args)
+    paths = release.write_serving_config(cfg, reset=args.reset)
+    state = release.read_state(release.model_config_path(cfg), cfg.pipeline_name)
+    print(f"wrote {len(paths)} file(s) to {cfg.serving_config_dir} (models.config: {state.describe()}):")
+    for path in paths:
+        print(f"  {path}")
+    return 0
+
+
+def cmd_release(args) -> int:
+    from serving import release
+
+    cfg = _load(args)
+    if args.action == "canary" and args.version is None:
+        raise release.ReleaseError("tfxp release canary needs the VERSION to roll out (a pushed version dir)")
+    if args.action != "canary" and args.version is not None:
+        raise release.ReleaseError(f"tfxp release {args.action} takes no VERSION")
+    state = release.release(cfg, args.action, args.version, args.server, args.timeout)
+    print(f"{release.model_config_path(cfg)}: {state.describe()} (servers polling it pick this up within "
+          f"--model_config_file_poll_wait_seconds)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfxp", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -162,6 +191,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=client.run_predict)
 
+    p = sub.add_parser("serving-config", help="write models.config, batching and monitoring files for TF Serving")
+    p.add_argument("--reset", action="store_true",
+                   help="rewrite models.config too (stable = the newest pushed version), dropping its labels")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_serving_config)
+
+    p = sub.add_parser("release", help="canary VERSION | promote | rollback: move the labels in models.config")
+    p.add_argument("action", choices=["canary", "promote", "rollback"])
+    p.add_argument("version", nargs="?", type=int, default=None, help="canary: the pushed version to roll out")
+    p.add_argument("--server", action="append", default=[], metavar="HOST:PORT",
+                   help="a server's REST address (repeatable): canary waits until each has loaded the version")
+    p.add_argument("--timeout", type=float, default=300, help="seconds to wait for each server (default 300)")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_release)
+
     p = sub.add_parser("inspect", help="describe a SavedModel, a model base dir or a pushed TFLite folder")
     inspect.add_inspect_arguments(p)
     p.set_defaults(func=inspect.run_inspect)
@@ -190,11 +234,12 @@ def main(argv=None) -> int:
     from pipeline.schema_tool import SchemaError
     from serving.client import ClientError, ServingRequestError
     from serving.inspect import NotAModelError
+    from serving.release import ReleaseError
     from serving.server import ServeError
     try:
         return args.func(args)
     except (DataError, ConfigError, SubmitError, SchemaError, UserCodeError, FileNotFoundError, ServeError,
-            ClientError, NotAModelError) as e:
+            ClientError, NotAModelError, ReleaseError) as e:
         print(f"tfxp {args.command}: error: {e}", file=sys.stderr)
         return 2
     except AnomaliesFoundError as e:

@@ -154,5 +154,11 @@ def trainer_fingerprint(user_package: str) -> str:
     return fingerprint(platform_files("core", "training") | user_package_reach(user_package))
 
 
+def infra_validator_fingerprint() -> str:
+    """The InfraValidator's executor and the server it starts (`tfxp serve`)."""
+    import serving
+    return fingerprint(platform_files("custom") | _python_files(os.path.dirname(os.path.abspath(serving.__file__))))
+
+
 def tflite_fingerprint(user_package: str) -> str:
     return fingerprint(platform_files("core", "training", "custom") | user_package_reach(user_package))

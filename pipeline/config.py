@@ -3,7 +3,7 @@
     cfg = load_config("pipeline/configs/local.yaml", overrides=["training.train_steps=200"])
 
 Sections: ``training`` (components/training/options.py), ``evaluation`` (below), ``tflite``
-(components/custom/tflite_options.py): each section's keys and defaults are defined once, beside
+(components/custom/tflite_options.py), ``serving`` (serving/options.py): each section's keys and defaults are defined once, beside
 the code that uses them. What the data is and what to predict are not here: they live in the data
 scientist's package (``user_package``, default ``components``). A key that names a feature or a
 metric is checked against that package only when it is set.
@@ -25,6 +25,8 @@ import yaml
 from components.core.user_code import DEFAULT_PACKAGE, UserCode, UserCodeError, check_feature_names, load_user_code
 from components.custom.tflite_options import TFLiteOptions
 from components.training.options import TrainingOptions
+from serving.options import (BatchingParameters, InfraValidationOptions, KubernetesOptions,
+                             ServingOptions)
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
@@ -101,6 +103,7 @@ class PipelineConfig:
     training: TrainingOptions = dataclasses.field(default_factory=TrainingOptions)
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
     tflite: TFLiteOptions = dataclasses.field(default_factory=TFLiteOptions)
+    serving: ServingOptions = dataclasses.field(default_factory=ServingOptions)
 
     def __post_init__(self):
         self.validate()
@@ -167,6 +170,11 @@ class PipelineConfig:
         return os.path.join(os.path.dirname(self.resolved_serving_dir), "serving_model_lite", self.pipeline_name)
 
     @property
+    def serving_config_dir(self) -> str:
+        """Where `tfxp serving-config` writes models.config (moved by `tfxp release`) and the deploy files."""
+        return os.path.join(self.resolved_output_root, "serving_config", self.pipeline_name)
+
+    @property
     def serving_model_dir(self) -> str:
         """Where Pusher writes versions: serving_model/<name>/<version>/."""
         return os.path.join(self.resolved_serving_dir, self.pipeline_name)
@@ -188,6 +196,7 @@ class PipelineConfig:
         try:
             self.training.check(quantization_aware_training=self.quantization_aware_training)
             self.tflite.check()
+            self.serving.check()
         except ValueError as e:
             raise ConfigError(str(e)) from None
         if self.beam_preset not in BEAM_PRESETS:
@@ -224,7 +233,9 @@ class PipelineConfig:
 
 # Nested config sections, by parent class.
 _SECTIONS = {PipelineConfig: {"training": TrainingOptions, "evaluation": EvaluationConfig,
-                              "tflite": TFLiteOptions}}
+                              "tflite": TFLiteOptions, "serving": ServingOptions},
+             ServingOptions: {"batching": BatchingParameters, "infra_validation": InfraValidationOptions,
+                              "kubernetes": KubernetesOptions}}
 
 
 def _field_types(cls) -> Dict[str, Any]:

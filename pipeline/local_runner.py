@@ -111,22 +111,36 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True) 
     elapsed = time.monotonic() - start
     latest = predict.latest_version(cfg.serving_model_dir)
     print(f"Pipeline {cfg.pipeline_name!r} finished in {elapsed:.1f}s.")
+    why = why_not_pushed(cfg)
     if latest is None:
-        from pipeline.evaluation import describe_gate
-        print(f"No model has been pushed to {cfg.serving_model_dir}: the Evaluator did not bless one "
-              f"(its gate: {describe_gate(cfg)}). See the evaluator output under {cfg.resolved_pipeline_root}.")
+        print(f"No model has been pushed to {cfg.serving_model_dir}: {why or 'the Pusher did not push'}.")
         return 1
     if latest not in before:
-        print(f"Pushed model: {latest}")
+        print(f"Pushed model: {latest} (it carries warmup requests: the requests the InfraValidator sent)")
     else:
-        print(f"No new version was pushed (components cached, or the candidate was not blessed); "
-              f"the served model is still: {latest}")
+        print(f"No new version was pushed ({why or 'components cached'}); the served model is still: {latest}")
     if cfg.tflite.enabled:
         print_tflite_report(cfg)
     print(describe_a_prediction(cfg, latest))
     print(f"Serve it: tfxp serve (TF Serving's REST API on 127.0.0.1:8501 and gRPC on 127.0.0.1:8500, model "
           f"{cfg.pipeline_name!r}); query it: tfxp predict ROWS.csv. Both take the --config of tfxp run.")
     return 0
+
+
+def why_not_pushed(cfg: PipelineConfig) -> str:
+    """Why this run's candidate was not pushed, from the blessings of the Evaluator and InfraValidator."""
+    from pipeline import run_summary
+    from pipeline.evaluation import describe_gate
+
+    reasons = []
+    evaluation = run_summary.blessing_of(cfg.resolved_metadata_path, cfg.pipeline_name, "evaluator")
+    if evaluation is not None and not evaluation[0]:
+        reasons.append(f"the Evaluator did not bless it (its gate: {describe_gate(cfg)}; see the evaluator "
+                       f"output under {cfg.resolved_pipeline_root})")
+    infra = run_summary.blessing_of(cfg.resolved_metadata_path, cfg.pipeline_name, "infra_validator")
+    if infra is not None and not infra[0]:
+        reasons.append(f"the InfraValidator did not bless it: a model server could not serve it ({infra[1]})")
+    return "; ".join(reasons)
 
 
 def describe_a_prediction(cfg: PipelineConfig, model_dir: str) -> str:

@@ -2,7 +2,8 @@
 
 ImportExampleGen -> StatisticsGen -> SchemaGen | ImportSchemaGen -> ExampleValidator
 -> AnomaliesGate -> Transform -> Trainer -> Evaluator (baseline: latest blessed model)
--> Pusher (only when blessed) -> serving_model/<name>/<version>/
+                                           -> InfraValidator (loaded and queried in a model server)
+-> Pusher (only when both bless; the version carries warmup requests) -> serving_model/<name>/<version>/
 Trainer -> TFLiteConverter -> TFLiteEvaluator (vs the SavedModel) -> Pusher (lite)
 -> serving_model_lite/<name>/<version>/
 """
@@ -13,6 +14,7 @@ from typing import List, Optional
 from tfx import v1 as tfx
 
 from components.custom.anomalies_gate import AnomaliesGate
+from components.custom.infra_validator import InfraValidator
 from components.custom.baseline import CANDIDATE_KEY, LatestBlessedNonCandidateModelStrategy
 from components.custom.tflite_converter import TFLiteConverter
 from components.custom.tflite_evaluator import TFLiteEvaluator
@@ -24,12 +26,40 @@ from pipeline.evaluation import make_eval_config
 RUN_FN = "components.training.trainer.run_fn"
 
 
-def _filesystem_pusher(model, blessing, base_directory: str):
-    """Pusher to <base_directory>/<unix seconds>/, only when ``blessing`` is blessed."""
+def _filesystem_pusher(model, blessing, base_directory: str, infra_blessing=None):
+    """Pusher to <base_directory>/<unix seconds>/, only when ``blessing`` (and ``infra_blessing``) are blessed.
+
+    With an infra blessing, the Pusher pushes the InfraValidator's copy of the model, which carries
+    its requests as ``assets.extra/tf_serving_warmup_requests`` (TFX pushes it only when ``model`` is unset).
+    """
     return tfx.components.Pusher(
-        model=model, model_blessing=blessing,
+        model=None if infra_blessing is not None else model, model_blessing=blessing,
+        infra_blessing=infra_blessing,
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=base_directory)))
+
+
+def _infra_validator(cfg: PipelineConfig, model, examples):
+    """TFX's InfraValidator: the model must load in a model server and answer requests built from eval
+    examples; those requests become its warmup file. ``serving.infra_validation.platform``:
+    ``kubernetes``: TFX's KubernetesRunner (a pod of ``serving.image``); ``local_process``: the
+    ServingSpec names no platform and `tfxp serve` runs here (components/custom/infra_validator.py)."""
+    iv = cfg.serving.infra_validation
+    serving_spec = tfx.proto.ServingSpec(
+        tensorflow_serving=tfx.proto.TensorFlowServing(image_name=cfg.serving.image_name,
+                                                       tags=[cfg.serving.image_tag]),
+        model_name=cfg.pipeline_name)
+    if iv.platform == "kubernetes":
+        serving_spec.kubernetes.CopyFrom(tfx.proto.KubernetesConfig(
+            service_account_name=cfg.serving.kubernetes.service_account or ""))
+    component = InfraValidator(
+        code_fingerprint=code_fingerprint.infra_validator_fingerprint(), model=model, examples=examples, serving_spec=serving_spec,
+        validation_spec=tfx.proto.ValidationSpec(max_loading_time_seconds=iv.max_loading_seconds,
+                                                 num_tries=iv.tries),
+        request_spec=tfx.proto.RequestSpec(
+            tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(signature_names=["serving_default"]),
+            split_name="eval", num_examples=iv.examples, make_warmup=True))
+    return component.with_id("infra_validator")
 
 
 def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
@@ -101,11 +131,12 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
         eval_config=make_eval_config(cfg),
     ).with_id("evaluator")
 
-    pusher = _filesystem_pusher(trainer.outputs["model"], evaluator.outputs["blessing"],
-                                cfg.serving_model_dir).with_id("pusher")
+    infra_validator = _infra_validator(cfg, trainer.outputs["model"], example_gen.outputs["examples"])
+    pusher = _filesystem_pusher(trainer.outputs["model"], evaluator.outputs["blessing"], cfg.serving_model_dir,
+                                infra_blessing=infra_validator.outputs["blessing"]).with_id("pusher")
 
     components = [example_gen, statistics_gen, schema_gen, example_validator, anomalies_gate,
-                  transform, trainer, baseline_resolver, evaluator, pusher]
+                  transform, trainer, baseline_resolver, evaluator, infra_validator, pusher]
     if cfg.tflite.enabled:
         # TFLite branch: convert -> evaluate each variant against the SavedModel -> push the blessed ones.
         fingerprint = code_fingerprint.tflite_fingerprint(cfg.user_package)

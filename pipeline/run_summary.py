@@ -49,6 +49,12 @@ def latest_run_states(metadata_path: str, pipeline_name: str) -> Dict[str, str]:
 
 def latest_output_uri(metadata_path: str, pipeline_name: str, node_id: str, output_key: str):
     """URI of ``node_id``'s ``output_key`` artifact in its newest execution (executed or cached), or None."""
+    artifact = latest_output_artifact(metadata_path, pipeline_name, node_id, output_key)
+    return artifact.uri if artifact is not None else None
+
+
+def latest_output_artifact(metadata_path: str, pipeline_name: str, node_id: str, output_key: str):
+    """``node_id``'s ``output_key`` MLMD artifact in its newest execution (executed or cached), or None."""
     from ml_metadata.proto import metadata_store_pb2
 
     store = _store(metadata_path)
@@ -66,7 +72,16 @@ def latest_output_uri(metadata_path: str, pipeline_name: str, node_id: str, outp
               and any(step.key == output_key for step in e.path.steps)]
     if not events:
         return None
-    return store.get_artifacts_by_id([events[0].artifact_id])[0].uri
+    return store.get_artifacts_by_id([events[0].artifact_id])[0]
+
+
+def blessing_of(metadata_path: str, pipeline_name: str, node_id: str):
+    """(blessed, reason) of ``node_id``'s newest blessing, or None when it has none."""
+    artifact = latest_output_artifact(metadata_path, pipeline_name, node_id, "blessing")
+    if artifact is None or "blessed" not in artifact.custom_properties:
+        return None
+    reason = artifact.custom_properties["reason"].string_value if "reason" in artifact.custom_properties else ""
+    return bool(artifact.custom_properties["blessed"].int_value), reason
 
 
 def format_states(states: Dict[str, str]) -> str:

@@ -88,41 +88,49 @@ class ModelManager:
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
         self.on_change: Optional[Callable[[str, int, str], None]] = None
+        self.allow_labels_for_unavailable = False  # --allow_version_labels_for_unavailable_models
 
     # -- configuration ---------------------------------------------------------------------------
     def reload_config(self, config) -> None:
-        """Applies a ModelServerConfig: adds, updates and removes models, loads what they aspire
-        to, then sets the labels. Raises ServingError (leaving the labels as they were) when a
-        label points at a version that is not available."""
+        """Applies a ModelServerConfig as ServerCore::ReloadConfig does: the labels first (each must
+        point at a version available now, so a promotion between two loaded versions is one atomic
+        switch), then adds, updates and removes models and loads and unloads what they aspire to.
+        Raises ServingError, changing nothing, when a label points at a version that is not
+        available: as in TF Serving, add a version to the policy first and label it once it serves
+        (`tfxp release` does)."""
         with self._lock:
             configs = list(config.model_config_list.config)
             names = [c.name for c in configs]
             for name in set(names):
                 if names.count(name) > 1:
                     raise errors.invalid_argument(f"Illegal to list model {name} multiple times in config list")
+            new_labels = {}
+            for model_config in configs:
+                model = self._models.get(model_config.name)
+                available = model.available if model is not None else {}
+                old_labels = model.labels if model is not None else {}
+                labels = dict(model_config.version_labels)
+                for label, version in labels.items():
+                    # --allow_version_labels_for_unavailable_models: a new label (not a moved one) may wait.
+                    unused = self.allow_labels_for_unavailable and old_labels.get(label, version) == version
+                    if version not in available and not unused:
+                        raise errors.failed_precondition(
+                            f"Request to assign label to version {version} of model {model_config.name}, "
+                            f"which is not currently available for inference")
+                new_labels[model_config.name] = labels
             for model_config in configs:
                 model = self._models.get(model_config.name)
                 if model is None:
                     self._models[model_config.name] = _Model(config=model_config)
                 else:
                     model.config = model_config
-            for name in [n for n in self._models if n not in names]:
-                self._unload_all(name)
-            self.poll()
-            new_labels = {}
-            for model_config in configs:
-                model = self._models[model_config.name]
-                labels = dict(model_config.version_labels)
-                for label, version in labels.items():
-                    if version not in model.available:
-                        raise errors.failed_precondition(
-                            f"Request to assign label to version {version} of model {model_config.name}, "
-                            f"which is not currently available for inference")
-                new_labels[model_config.name] = labels
             for name, labels in new_labels.items():
                 if labels != self._models[name].labels:
                     log.info("model %s: version labels %s", name, labels or "{}")
                 self._models[name].labels = labels
+            for name in [n for n in self._models if n not in names]:
+                self._unload_all(name)
+            self.poll()
 
     def model_names(self) -> List[str]:
         return sorted(self._models)

@@ -61,7 +61,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--file_system_poll_wait_seconds", type=float, default=1,
         help="look for new and removed versions every N seconds (0: only at start)")
     add("--allow_version_labels_for_unavailable_models", default=False, **boolean,
-        help="accepted for compatibility; labels are set once their versions are loaded")
+        help="a new label may name a version that is not loaded yet (moving a label still may not)")
     add("--enable_batching", default=False, **boolean, help="batch concurrent requests together")
     add("--batching_parameters_file", default="", help="a BatchingParameters text proto")
     add("--batching_implementation", default="scheduler", choices=IMPLEMENTATIONS,
@@ -167,6 +167,7 @@ class ModelServer:
         self.manager = ModelManager(options.batching, args.enable_model_warmup,
                                     warmup=lambda servable: inference.warm_up(servable, iterations))
         self.manager.on_change = self.metrics.versions.set
+        self.manager.allow_labels_for_unavailable = args.allow_version_labels_for_unavailable_models
         self.grpc_server = None
         self.grpc_port = 0
         self.rest_server = None

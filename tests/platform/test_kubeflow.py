@@ -96,6 +96,20 @@ def test_runtime_parameters_carry_the_config(compiled, kubeflow_config):
     assert _parameter(tasks["ImportExampleGen"], "input_base") == kubeflow_config.resolved_data_root
 
 
+def test_the_model_is_infra_validated_in_a_tensorflow_serving_pod_before_the_push(compiled, kubeflow_config):
+    tasks, executors = _tasks(compiled[1]), compiled[1]["deploymentSpec"]["executors"]
+    args = executors["infra_validator_executor"]["container"]["args"]
+    assert args[args.index("--executor_class_path") + 1] == "components.custom.infra_validator.Executor"
+    serving_spec = json.loads(_parameter(tasks["infra_validator"], "serving_spec"))
+    assert "kubernetes" in serving_spec and serving_spec["model_name"] == kubeflow_config.pipeline_name
+    assert serving_spec["tensorflow_serving"] == {"image_name": "tensorflow/serving", "tags": ["2.16.1"]}
+    request_spec = json.loads(_parameter(tasks["infra_validator"], "request_spec"))
+    assert request_spec["make_warmup"] and request_spec["split_name"] == "eval"
+    pushed_from = tasks["pusher"]["inputs"]["artifacts"]
+    assert pushed_from["infra_blessing"]["taskOutputArtifact"]["producerTask"] == "infra_validator"
+    assert "model" not in pushed_from  # TFX pushes the infra-validated copy that carries the warmup file
+
+
 def test_every_module_path_in_the_ir_imports(compiled):
     from tfx.utils import import_utils
     tasks, executors = _tasks(compiled[1]), compiled[1]["deploymentSpec"]["executors"]
@@ -144,7 +158,9 @@ def test_every_compiled_task_runs_through_the_container_entrypoint_on_gcs(tmp_pa
             f"pipeline_root={gcs.url('pipelines')}", f"serving_dir={gcs.url('serving')}",
             # in_memory: one process per task is what this 2-core machine affords (the preset uses the pod's cores).
             "beam_preset=in_memory", "training.train_steps=30", "training.eval_steps=5", "training.batch_size=16",
-            "evaluation.threshold=null", "tflite.representative_examples=50"])
+            "evaluation.threshold=null", "tflite.representative_examples=50",
+            # No cluster here: the same executor validates in `tfxp serve`, reading the model from gs://.
+            "serving.infra_validation.platform=local_process"])
         package = kubeflow_runner.compile_pipeline(cfg, str(tmp_path / "pipeline.yaml"))
         with open(package) as f:
             spec = yaml.safe_load(f)
@@ -159,6 +175,7 @@ def test_every_compiled_task_runs_through_the_container_entrypoint_on_gcs(tmp_pa
         (version,) = tf.io.gfile.listdir(cfg.serving_model_dir)
         served = f"{cfg.serving_model_dir}/{version.rstrip('/')}"
         assert tf.io.gfile.exists(f"{served}/saved_model.pb")
+        assert tf.io.gfile.exists(f"{served}/assets.extra/tf_serving_warmup_requests")
         lite_versions = tf.io.gfile.listdir(cfg.lite_serving_model_dir)
         assert len(lite_versions) == 1
         lite_files = tf.io.gfile.listdir(f"{cfg.lite_serving_model_dir}/{lite_versions[0].rstrip('/')}")

@@ -41,7 +41,9 @@ def tfs(half_plus_two_base, tmp_path_factory):
         (MODEL, half_plus_two_base, "model_version_policy { specific { versions: 123 } }", {LABEL: 123})])
     monitoring = tmp / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n')
-    server = ModelServerProcess([f"--model_config_file={config}", f"--monitoring_config_file={monitoring}"],
+    # Labels at start-up name versions not loaded yet: TF Serving needs this flag for that too.
+    server = ModelServerProcess([f"--model_config_file={config}", f"--monitoring_config_file={monitoring}",
+                                 "--allow_version_labels_for_unavailable_models=true"],
                                 str(tmp), wait_for_model=MODEL)
     yield server
     assert server.stop() == 0, server.log()[-3000:]

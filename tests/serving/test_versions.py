@@ -3,94 +3,17 @@ half-copied ones are never loaded, removed ones are unloaded, labels move atomic
 with zero failed requests."""
 import os
 import shutil
-import threading
 import time
 
 import grpc
 import pytest
 import requests
-import tensorflow as tf
-from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc, predict_pb2, \
-    prediction_service_pb2_grpc
+from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
 from tests.serving.conftest import write_config
 from tests.support import half_plus_two
 from tests.support.model_server import ModelServerProcess
-
-NAME = "hp"
-
-
-def version_of_answer(y: float) -> int:
-    """Version v of these models answers y = 0.5 * x + v, and the load sends x = 0."""
-    return int(round(y))
-
-
-class Load:
-    """REST and gRPC clients predicting x=0 in a loop (model spec given by ``target()``)."""
-
-    def __init__(self, server, target=lambda: {}, threads=4):
-        self.server, self.target = server, target
-        self.stop = threading.Event()
-        self.answers, self.failures = [], []
-        self.threads = [threading.Thread(target=self._rest if i % 2 else self._grpc, daemon=True)
-                        for i in range(threads)]
-
-    def _path(self, spec) -> str:
-        if "label" in spec:
-            return f"/v1/models/{NAME}/labels/{spec['label']}:predict"
-        return f"/v1/models/{NAME}:predict"
-
-    def _rest(self):
-        session = requests.Session()
-        while not self.stop.is_set():
-            try:
-                reply = session.post(self.server.url + self._path(self.target()), json={"instances": [[0.0]]},
-                                     timeout=30)
-                if reply.status_code == 200:
-                    self.answers.append(version_of_answer(reply.json()["predictions"][0][0]))
-                else:
-                    self.failures.append(reply.text)
-            except requests.RequestException as e:
-                self.failures.append(repr(e))
-
-    def _grpc(self):
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(self.server.grpc_target))
-        while not self.stop.is_set():
-            request = predict_pb2.PredictRequest()
-            request.model_spec.name = NAME
-            spec = self.target()
-            if "label" in spec:
-                request.model_spec.version_label = spec["label"]
-            request.inputs["x"].CopyFrom(tf.make_tensor_proto([[0.0]]))
-            try:
-                response = stub.Predict(request, timeout=30)
-                self.answers.append(version_of_answer(tf.make_ndarray(response.outputs["y"])[0][0]))
-            except grpc.RpcError as e:
-                self.failures.append(f"{e.code()}: {e.details()}")
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(30)
-
-
-def status(server):
-    reply = requests.get(f"{server.url}/v1/models/{NAME}", timeout=10)
-    return {int(v["version"]): v for v in reply.json()["model_version_status"]} if reply.ok else {}
-
-
-def wait_until(condition, timeout=60, what=""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.support.serving_load import NAME, Load, status, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +57,8 @@ def test_a_label_moved_in_the_config_file_takes_effect_on_the_next_poll(built, t
     config = tmp_path / "models.config"
     policy = "model_version_policy { specific { versions: 1 versions: 2 } }"
     write_config(config, [(NAME, str(base), policy, {"stable": 1, "canary": 2})])
-    with ModelServerProcess([f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=0.3"],
+    with ModelServerProcess([f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=0.3",
+                             "--allow_version_labels_for_unavailable_models=true"],
                             str(tmp_path), wait_for_model=NAME) as server:
         with Load(server, target=lambda: {"label": "stable"}) as load:
             wait_until(lambda: len(load.answers) > 20, what="answers")

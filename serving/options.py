@@ -1,0 +1,132 @@
+"""The config's ``serving:`` section: how the pushed model is validated, served and deployed.
+
+One place for what TF Serving, docker-compose, nginx, Kubernetes and KServe must agree on: the
+image, the ports, where the server finds the model and its config files, the batching and the
+label names. No TensorFlow here: loading a config reads this module.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Optional
+
+# The real server these files are for, and the `tensorflow_model_server` flags of every instance.
+TF_SERVING_IMAGE = "tensorflow/serving:2.16.1"   # the TF release the pipeline trains with
+GRPC_PORT = 8500
+REST_PORT = 8501
+# Labels `tfxp release` moves in models.config (TF Serving's version_labels).
+STABLE, CANARY, PREVIOUS = "stable", "canary", "previous"
+# File names in the serving config dir (`tfxp serving-config`), as the server reads them.
+MODEL_CONFIG_FILE = "models.config"
+BATCHING_PARAMETERS_FILE = "batching_parameters.txt"
+MONITORING_CONFIG_FILE = "monitoring.config"
+# Inside a container the config dir is mounted here (compose volume, Kubernetes ConfigMap).
+CONTAINER_CONFIG_DIR = "/etc/tfserving"
+METRICS_PATH = "/monitoring/prometheus/metrics"
+VALIDATION_PLATFORMS = ("local_process", "kubernetes")
+
+
+@dataclasses.dataclass
+class BatchingParameters:
+    """TF Serving's BatchingParameters (--batching_parameters_file), written by `tfxp serving-config`."""
+    max_batch_size: int = 64
+    batch_timeout_micros: int = 2000
+    max_enqueued_batches: int = 100
+    num_batch_threads: int = 4
+    allowed_batch_sizes: List[int] = dataclasses.field(default_factory=list)
+    pad_variable_length_inputs: bool = False
+
+
+@dataclasses.dataclass
+class InfraValidationOptions:
+    """TFX's InfraValidator between the Evaluator and the Pusher."""
+    # local_process: `tfxp serve` on free loopback ports on the machine running the pipeline (the
+    # local preset); kubernetes: a pod of `serving.image` next to the pipeline (the Kubeflow preset).
+    platform: str = "local_process"
+    # Eval examples sent as requests (one request each); they become the warmup requests too.
+    examples: int = 10
+    max_loading_seconds: int = 120
+    tries: int = 2
+
+
+@dataclasses.dataclass
+class KubernetesOptions:
+    """The Deployment, Service, HPA, PDB and KServe InferenceService under serving/k8s/."""
+    namespace: Optional[str] = None          # null: the kubectl context's namespace
+    replicas: int = 2
+    min_replicas: int = 2                    # HorizontalPodAutoscaler
+    max_replicas: int = 10
+    target_cpu_utilization: int = 70         # percent of the CPU request
+    min_available: int = 1                   # PodDisruptionBudget
+    cpu_request: str = "1"
+    memory_request: str = "2Gi"
+    cpu_limit: str = "2"
+    memory_limit: str = "4Gi"
+    # Where the pods read the model: null when the push dir is remote (gs://: TF Serving reads it
+    # directly); else a PersistentVolumeClaim holding it, mounted at the push dir's path.
+    model_volume_claim: Optional[str] = None
+    service_account: Optional[str] = None    # e.g. one bound to a GCP service account (gs:// access)
+    canary_traffic_percent: int = 10         # KServe canary rollout
+
+
+@dataclasses.dataclass
+class ServingOptions:
+    image: str = TF_SERVING_IMAGE
+    # docker-compose: this many tensorflow/serving containers behind nginx.
+    replicas: int = 3
+    # --model_config_file_poll_wait_seconds: how soon a `tfxp release` reaches the servers.
+    model_config_poll_seconds: int = 10
+    enable_batching: bool = True
+    batching: BatchingParameters = dataclasses.field(default_factory=BatchingParameters)
+    infra_validation: InfraValidationOptions = dataclasses.field(default_factory=InfraValidationOptions)
+    kubernetes: KubernetesOptions = dataclasses.field(default_factory=KubernetesOptions)
+
+    def check(self) -> None:
+        """Raises ValueError naming the ``serving.<key>`` that cannot work."""
+        iv, k8s = self.infra_validation, self.kubernetes
+        if iv.platform not in VALIDATION_PLATFORMS:
+            raise ValueError(f"serving.infra_validation.platform must be one of {', '.join(VALIDATION_PLATFORMS)}, "
+                             f"got {iv.platform!r}")
+        for key, value in (("serving.infra_validation.examples", iv.examples),
+                           ("serving.infra_validation.max_loading_seconds", iv.max_loading_seconds),
+                           ("serving.infra_validation.tries", iv.tries), ("serving.replicas", self.replicas),
+                           ("serving.model_config_poll_seconds", self.model_config_poll_seconds),
+                           ("serving.batching.max_batch_size", self.batching.max_batch_size),
+                           ("serving.batching.num_batch_threads", self.batching.num_batch_threads),
+                           ("serving.kubernetes.replicas", k8s.replicas),
+                           ("serving.kubernetes.min_replicas", k8s.min_replicas)):
+            if value < 1:
+                raise ValueError(f"{key} must be at least 1, got {value}")
+        if k8s.max_replicas < k8s.min_replicas:
+            raise ValueError(f"serving.kubernetes.max_replicas ({k8s.max_replicas}) is below min_replicas "
+                             f"({k8s.min_replicas})")
+        if not 0 < k8s.canary_traffic_percent < 100:
+            raise ValueError(f"serving.kubernetes.canary_traffic_percent must be between 1 and 99, "
+                             f"got {k8s.canary_traffic_percent}")
+        if not 0 < k8s.target_cpu_utilization <= 100:
+            raise ValueError(f"serving.kubernetes.target_cpu_utilization must be a percent, "
+                             f"got {k8s.target_cpu_utilization}")
+        sizes = self.batching.allowed_batch_sizes
+        if sizes and (sizes != sorted(sizes) or sizes[-1] != self.batching.max_batch_size):
+            raise ValueError("serving.batching.allowed_batch_sizes must increase and end with max_batch_size "
+                             f"({self.batching.max_batch_size}), got {sizes}")
+
+    @property
+    def image_tag(self) -> str:
+        return self.image.rsplit(":", 1)[1] if ":" in self.image.rsplit("/", 1)[-1] else "latest"
+
+    @property
+    def image_name(self) -> str:
+        return self.image[: -len(self.image_tag) - 1] if self.image.endswith(":" + self.image_tag) else self.image
+
+    def server_args(self, config_dir: str = CONTAINER_CONFIG_DIR) -> List[str]:
+        """The `tensorflow_model_server` flags of every instance (compose, Kubernetes; `tfxp serve` takes the same)."""
+        args = [f"--port={GRPC_PORT}", f"--rest_api_port={REST_PORT}",
+                f"--model_config_file={config_dir}/{MODEL_CONFIG_FILE}",
+                f"--model_config_file_poll_wait_seconds={self.model_config_poll_seconds}",
+                f"--monitoring_config_file={config_dir}/{MONITORING_CONFIG_FILE}",
+                # models.config names its labels at start-up, before their versions load.
+                "--allow_version_labels_for_unavailable_models=true",
+                "--enable_model_warmup=true"]
+        if self.enable_batching:
+            args += ["--enable_batching=true", f"--batching_parameters_file={config_dir}/{BATCHING_PARAMETERS_FILE}"]
+        return args

@@ -1,0 +1,97 @@
+"""Real nginx (Debian's) in front of `tfxp serve` processes, on free loopback ports, for tests."""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import time
+from typing import List, Sequence
+
+import requests
+
+from serving.load_balancer import HEALTH_PATH, render_nginx_conf
+from tests.support.model_server import free_port
+
+INSTALL_HINT = "nginx is not installed: run `scripts/ensure-system-packages.sh nginx` as root (make test does)"
+
+
+def nginx_binary() -> str:
+    """The nginx executable (Debian puts it in /usr/sbin, which a non-root PATH may lack), or ''."""
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin") or ""
+
+
+class NginxProcess:
+    """``nginx -c CONF -p RUNTIME_DIR -g 'daemon off;'`` with the config of render_nginx_conf for
+    the given instances; waits until /healthz answers. ``stop()`` sends SIGQUIT (graceful)."""
+
+    def __init__(self, rest_backends: Sequence[str], grpc_backends: Sequence[str], runtime_dir: str,
+                 timeout: float = 20, **options):
+        binary = nginx_binary()
+        if not binary:
+            raise RuntimeError(INSTALL_HINT)
+        self.runtime_dir = runtime_dir
+        os.makedirs(runtime_dir, exist_ok=True)
+        self.rest_port, self.grpc_port = free_port(), free_port()
+        # As root, the workers would switch to `nobody` and could not write runtime_dir.
+        user = pwd.getpwuid(os.getuid()).pw_name if os.getuid() == 0 else None
+        self.conf_path = os.path.join(runtime_dir, "nginx.conf")
+        with open(self.conf_path, "w") as f:
+            f.write(render_nginx_conf(rest_backends, grpc_backends, rest_listen=f"127.0.0.1:{self.rest_port}",
+                                      grpc_listen=f"127.0.0.1:{self.grpc_port}", runtime_dir=runtime_dir,
+                                      user=user, worker_processes="1", **options))
+        self.url = f"http://127.0.0.1:{self.rest_port}"
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
+        self.access_log = os.path.join(runtime_dir, "access.log")
+        self.error_log = os.path.join(runtime_dir, "error.log")
+        self._out = open(os.path.join(runtime_dir, "nginx.out"), "w")
+        self.process = subprocess.Popen([binary, "-c", self.conf_path, "-p", runtime_dir, "-g", "daemon off;"],
+                                        stdout=self._out, stderr=subprocess.STDOUT)
+        self._wait(timeout)
+
+    def _wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nginx exited with {self.process.returncode}:\n{self.errors()}")
+            try:
+                if requests.get(self.url + HEALTH_PATH, timeout=1).ok:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"nginx did not answer {HEALTH_PATH} within {timeout} s:\n{self.errors()}")
+
+    def errors(self) -> str:
+        self._out.flush()
+        text = ""
+        for path in (os.path.join(self.runtime_dir, "nginx.out"), self.error_log):
+            if os.path.exists(path):
+                with open(path) as f:
+                    text += f.read()
+        return text[-3000:]
+
+    def access_lines(self) -> List[str]:
+        if not os.path.exists(self.access_log):
+            return []
+        with open(self.access_log) as f:
+            return f.read().splitlines()
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._out.close()
+        return self.process.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
