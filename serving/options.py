@@ -52,8 +52,8 @@ class InfraValidationOptions:
 class KubernetesOptions:
     """The Deployment, Service, HPA, PDB and KServe InferenceService under serving/k8s/."""
     namespace: Optional[str] = None          # null: the kubectl context's namespace
-    replicas: int = 2
-    min_replicas: int = 2                    # HorizontalPodAutoscaler
+    # No replica count: the HorizontalPodAutoscaler owns it (a Deployment's would reset it on every apply).
+    min_replicas: int = 2
     max_replicas: int = 10
     target_cpu_utilization: int = 70         # percent of the CPU request
     min_available: int = 1                   # PodDisruptionBudget
@@ -92,7 +92,6 @@ class ServingOptions:
                            ("serving.model_config_poll_seconds", self.model_config_poll_seconds),
                            ("serving.batching.max_batch_size", self.batching.max_batch_size),
                            ("serving.batching.num_batch_threads", self.batching.num_batch_threads),
-                           ("serving.kubernetes.replicas", k8s.replicas),
                            ("serving.kubernetes.min_replicas", k8s.min_replicas)):
             if value < 1:
                 raise ValueError(f"{key} must be at least 1, got {value}")

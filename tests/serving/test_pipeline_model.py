@@ -97,6 +97,19 @@ def test_tfx_infra_validator_client_waits_for_the_model_and_its_requests_succeed
     tfx_client.SendRequests(requests_)  # raises on any failed request
 
 
+def test_the_pushed_version_carries_the_infra_validators_requests_and_tfxp_serve_replays_them(served, sample_run):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    server, cfg, version_dir, _ = served
+    assert "infra_validator" in sample_run[3].stdout.split("executed:")[1].splitlines()[0]
+    warmup = os.path.join(version_dir, "assets.extra", "tf_serving_warmup_requests")
+    records = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(warmup)]
+    assert len(records) == cfg.serving.infra_validation.examples
+    assert {r.predict_log.request.model_spec.signature_name for r in records} == {"serving_default"}
+    version = int(os.path.basename(version_dir))
+    assert f"model {cfg.pipeline_name}: version {version} warmed up with {len(records)} requests" in server.log()
+
+
 def test_tfxp_inspect_describes_the_pushed_model(served, tmp_path):
     _, cfg, version_dir, _ = served
     result = subprocess.run([sys.executable, "-m", "pipeline.cli", "inspect", cfg.serving_model_dir, "--json"],
