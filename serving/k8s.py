@@ -26,12 +26,12 @@ import math
 import os
 import re
 import sys
-import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
 from serving.options import CONTAINER_CONFIG_DIR, GRPC_PORT, METRICS_PATH, MODEL_CONFIG_FILE, REST_PORT
+from serving.release import write_text_atomically
 
 SERVING_DIR = os.path.dirname(os.path.abspath(__file__))
 K8S_DIR = os.path.join(SERVING_DIR, "k8s")
@@ -432,37 +432,13 @@ def render_manifests(cfg, config_files: Optional[Dict[str, str]] = None,
     return manifests
 
 
-def _write_atomically(path: str, text: str) -> None:
-    if is_remote(path):
-        import tensorflow as tf  # only for gs://: an object appears whole once written
-
-        tf.io.gfile.makedirs(os.path.dirname(path))
-        with tf.io.gfile.GFile(path, "w") as f:
-            f.write(text)
-        return
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_manifests(cfg, out_dir: str, config_files: Optional[Dict[str, str]] = None,
                     canary_version: Optional[str] = None) -> List[str]:
     """Writes ``render_manifests`` into ``out_dir`` (each file atomically); returns the paths."""
     paths = []
     for name, text in render_manifests(cfg, config_files, canary_version).items():
         path = os.path.join(out_dir, *name.split("/"))
-        _write_atomically(path, text)
+        write_text_atomically(path, text)
         paths.append(path)
     return paths
 

@@ -20,7 +20,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class ModelServerProcess:
+class BackgroundProcess:
+    """A server process a test starts: its access log's lines, and a graceful ``stop()`` with
+    ``STOP_SIGNAL`` (killed after ``timeout``) returning the exit code; a context manager."""
+
+    STOP_SIGNAL = signal.SIGTERM
+    process: subprocess.Popen
+    access_log: str
+    _output = None  # the file the process writes its output to
+
+    def access_lines(self) -> List[str]:
+        if not os.path.exists(self.access_log):
+            return []
+        with open(self.access_log) as f:
+            return f.read().splitlines()
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(self.STOP_SIGNAL)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._output is not None:
+            self._output.close()
+        return self.process.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class ModelServerProcess(BackgroundProcess):
     """Starts ``tfxp serve`` with the given flags; ``stop()`` sends SIGTERM and returns the exit code."""
 
     def __init__(self, flags: List[str], log_dir: str, wait_for_model: Optional[str] = None, timeout: float = 90):
@@ -30,7 +64,7 @@ class ModelServerProcess:
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
         command = [sys.executable, "-m", "pipeline.cli", "serve", f"--port={self.grpc_port}",
                    f"--rest_api_port={self.rest_port}", f"--access_log={self.access_log}", *flags]
-        self._log = open(self.log_path, "w")
+        self._log = self._output = open(self.log_path, "w")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=log_dir)
         self.url = f"http://127.0.0.1:{self.rest_port}"
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
@@ -59,26 +93,3 @@ class ModelServerProcess:
             self._log.flush()
         with open(self.log_path) as f:
             return f.read()
-
-    def access_lines(self) -> List[str]:
-        if not os.path.exists(self.access_log):
-            return []
-        with open(self.access_log) as f:
-            return f.read().splitlines()
-
-    def stop(self, timeout: float = 60) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()

@@ -7,12 +7,12 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import List, Sequence
+from typing import Sequence
 
 import requests
 
 from serving.load_balancer import HEALTH_PATH, render_nginx_conf
-from tests.support.model_server import free_port
+from tests.support.model_server import BackgroundProcess, free_port
 
 INSTALL_HINT = "nginx is not installed: run `scripts/ensure-system-packages.sh nginx` as root (make test does)"
 
@@ -22,9 +22,11 @@ def nginx_binary() -> str:
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin") or ""
 
 
-class NginxProcess:
+class NginxProcess(BackgroundProcess):
     """``nginx -c CONF -p RUNTIME_DIR -g 'daemon off;'`` with the config of render_nginx_conf for
     the given instances; waits until /healthz answers. ``stop()`` sends SIGQUIT (graceful)."""
+
+    STOP_SIGNAL = signal.SIGQUIT
 
     def __init__(self, rest_backends: Sequence[str], grpc_backends: Sequence[str], runtime_dir: str,
                  timeout: float = 20, **options):
@@ -45,7 +47,7 @@ class NginxProcess:
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.access_log = os.path.join(runtime_dir, "access.log")
         self.error_log = os.path.join(runtime_dir, "error.log")
-        self._out = open(os.path.join(runtime_dir, "nginx.out"), "w")
+        self._out = self._output = open(os.path.join(runtime_dir, "nginx.out"), "w")
         self.process = subprocess.Popen([binary, "-c", self.conf_path, "-p", runtime_dir, "-g", "daemon off;"],
                                         stdout=self._out, stderr=subprocess.STDOUT)
         self._wait(timeout)
@@ -72,26 +74,3 @@ class NginxProcess:
                 with open(path) as f:
                     text += f.read()
         return text[-3000:]
-
-    def access_lines(self) -> List[str]:
-        if not os.path.exists(self.access_log):
-            return []
-        with open(self.access_log) as f:
-            return f.read().splitlines()
-
-    def stop(self, timeout: float = 20) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._out.close()
-        return self.process.returncode
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
