@@ -7,8 +7,9 @@ request), its retries, its blessing and its warmup writer (``assets.extra/tf_ser
 in the model it hands to the Pusher). Only the model server runner differs when the ServingSpec names
 no platform: ``LocalProcessRunner`` starts ``tfxp serve`` (TF Serving's gRPC and REST APIs) on free
 loopback ports, in an empty working directory, so that a model that only works next to the code that
-trained it fails here as it would in the real server. With a platform set (the Kubeflow preset's
-``kubernetes``), it is TFX's executor, unchanged.
+trained it fails here as it would in the real server. With ``kubernetes`` (the Kubeflow preset), it
+is TFX's executor and KubernetesRunner, with the pod's name and namespace filled in where KFP v1's
+environment variables are missing.
 
 When the model is not blessed, the blessing artifact says why in its ``reason`` custom property
 (``tfxp run`` prints it).
@@ -205,8 +206,9 @@ class InfraValidatorSpec(standard_component_specs.InfraValidatorSpec):
 class InfraValidator(base_component.BaseComponent):
     """TFX's InfraValidator (its spec, executor, client, request builder, runners) under a class of
     our own: TFX 1.16's Kubeflow V2 compiler refuses any ``tfx.components.InfraValidator`` instance
-    (``step_builder.py``: "The component type ... is not supported") because its Kubernetes runner
-    wants KFP v1's environment; ``Executor`` supplies that environment from the pod itself. One more
+    (``step_builder.py``: "The component type ... is not supported", no reason given). Its
+    KubernetesRunner reads KFP v1's KFP_POD_NAME and KFP_NAMESPACE; ``Executor`` fills them from the
+    pod itself when they are missing. One more
     execution property: the fingerprint of the code that decides the result (this module and
     `serving/`), since TFX's cache keys on inputs and properties, not on executor code."""
 
