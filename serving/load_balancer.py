@@ -23,8 +23,10 @@ NGINX_CONF_PATH = os.path.join(SERVING_DIR, "nginx.conf")
 COMPOSE_PATH = os.path.join(SERVING_DIR, "docker-compose.yml")
 # The compose service of the TF Serving replicas: also the DNS name nginx balances over.
 SERVING_SERVICE = "serving"
-# Debian 12's nginx, which the tests run: the same syntax (`listen ... http2`) in both.
-NGINX_IMAGE = "nginx:1.22"
+# A stable nginx with the fix for retrying a gRPC call on the next instance (1.29.7, commit a29476464
+# "gRPC: reset buffer chains on upstream reinit": before it, such a retry can stall). The tests run
+# Debian 12's 1.22 on the same file (`listen ... http2` works in both; newer ones warn it is deprecated).
+NGINX_IMAGE = "nginx:1.30"
 HEALTH_PATH = "/healthz"
 # `tfxp serving-config` writes these into the serving config dir as COMPOSE_ENV_FILE.
 MODEL_DIR_VAR, CONFIG_DIR_VAR = "TFXP_MODEL_DIR", "TFXP_CONFIG_DIR"

@@ -27,7 +27,7 @@ from serving import load_balancer
 from serving.options import CONTAINER_CONFIG_DIR, GRPC_PORT, METRICS_PATH, REST_PORT
 from tests.support import registry_schemas
 from tests.support.model_server import ModelServerProcess, free_port
-from tests.support.nginx import INSTALL_HINT, NginxProcess, nginx_binary
+from tests.support.nginx import INSTALL_HINT, NginxProcess, nginx_binary, nginx_version
 
 MODEL = "half_plus_two"
 INSTANCES = 3
@@ -154,6 +154,9 @@ class Load:
         self.channel.close()
 
 
+NGINX_GRPC_RETRY_FIX = (1, 29, 7)
+
+
 def upstreams_of(nginx_line):
     """The instances nginx tried for one request and their statuses: [("127.0.0.1:P", "502"), ...]."""
     match = re.search(r"upstream=(.*) upstream_status=(.*) \S+s$", nginx_line)
@@ -216,7 +219,8 @@ def test_the_container_healthcheck_passes_only_while_the_model_is_available(clus
 
 def test_killing_an_instance_mid_load_fails_no_request_and_it_gets_no_more_traffic(cluster):
     """SIGKILL one instance while REST and gRPC load runs: nginx retries the requests it had (and
-    the ones sent to it before nginx notices) on the others, so no client sees an error."""
+    the ones sent to it before nginx notices) on the others, so no client sees an error (but for
+    the nginx < 1.29.7 gRPC retry stall, below)."""
     victim = cluster.servers[0]
     before = predictions_by_instance(cluster.servers)
     nginx_lines_before = len(cluster.nginx.access_lines())
@@ -240,13 +244,22 @@ def test_killing_an_instance_mid_load_fails_no_request_and_it_gets_no_more_traff
     print(f"\nkill: sent {dict(load.sent)} ({sent_at_kill} before the kill), failures {len(load.failures)}; "
           f"per instance (rest, grpc) at the kill {at_kill}, at the end {after}; killed: {victim.rest_port}; "
           f"nginx retried {len(retried)} requests ({failed_on_victim} tries on the killed instance)")
-    assert load.failures == [], load.failures[:5]
+    # nginx before 1.29.7 (Debian 12 has 1.22) can stall a gRPC call it retries on the next instance
+    # after sending it to the killed one (fixed by a29476464 "gRPC: reset buffer chains on upstream
+    # reinit"): such a call ends in the client's deadline. Only those may fail there, and only gRPC.
+    stalled = [t for t in tries if len(t) > 1 and t[0][0] in victim_address and t[-1][1] == "-"]
+    tolerated = len(stalled) if nginx_version() < NGINX_GRPC_RETRY_FIX else 0
+    if load.failures:
+        print(f"nginx {'.'.join(map(str, nginx_version()))}: {len(stalled)} retried gRPC call(s) stalled: "
+              f"{load.failures}")
+    assert len(load.failures) <= tolerated, load.failures[:5]
+    assert all(f.startswith("grpc: StatusCode.DEADLINE_EXCEEDED") for f in load.failures), load.failures
     assert dict(load.sent) == {"rest": 300, "grpc": 300}
     assert sum(sent_at_kill.values()) < 600, "the kill came after the load ended"
     # Everything sent was answered by some instance (a retried call may also have run on the killed
     # one just before it died: harmless for a pure function).
     answered = sum(sum(c) for c in after.values())
-    assert 600 <= answered <= 600 + len(retried)
+    assert 600 - len(load.failures) <= answered <= 600 + len(retried)
     # The killed instance answered nothing after the kill: nginx got no more answers from it than
     # it had logged when it died...
     assert answered_by_victim <= sum(at_kill[victim.rest_port])
@@ -340,7 +353,7 @@ def test_compose_runs_the_configured_replicas_of_tf_serving_with_the_server_args
     assert {v["target"]: v["read_only"] for v in serving["volumes"]} == {"${TFXP_MODEL_DIR}": True,
                                                                         CONTAINER_CONFIG_DIR: True}
     assert serving["healthcheck"]["test"] == load_balancer.healthcheck_command(cfg.pipeline_name)
-    assert nginx["image"] == "nginx:1.22"
+    assert nginx["image"] == load_balancer.NGINX_IMAGE == "nginx:1.30"  # has the gRPC retry fix (1.29.7)
     assert nginx["ports"] == [f"{GRPC_PORT}:{GRPC_PORT}", f"{REST_PORT}:{REST_PORT}"]
     assert nginx["volumes"] == [{"type": "bind", "source": "./nginx.conf", "target": "/etc/nginx/nginx.conf",
                                  "read_only": True}]

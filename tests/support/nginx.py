@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
 import time
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import requests
 
@@ -20,6 +21,12 @@ INSTALL_HINT = "nginx is not installed: run `scripts/ensure-system-packages.sh n
 def nginx_binary() -> str:
     """The nginx executable (Debian puts it in /usr/sbin, which a non-root PATH may lack), or ''."""
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin") or ""
+
+
+def nginx_version() -> Tuple[int, ...]:
+    """(1, 22, 1) from `nginx -v` ("nginx version: nginx/1.22.1", on stderr)."""
+    output = subprocess.run([nginx_binary(), "-v"], capture_output=True, text=True, timeout=10).stderr
+    return tuple(int(part) for part in re.search(r"nginx/(\d+(?:\.\d+)*)", output).group(1).split("."))
 
 
 class NginxProcess(BackgroundProcess):
