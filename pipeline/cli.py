@@ -107,8 +107,7 @@ def cmd_serving_config(args) -> int:
     from serving import release
 
     cfg = _load(args)
-    paths = release.write_serving_config(cfg, reset=args.reset)
-    state = release.read_state(release.model_config_path(cfg), cfg.pipeline_name)
+    paths, state = release.write_serving_config(cfg, reset=args.reset)
     print(f"wrote {len(paths)} file(s) to {cfg.serving_config_dir} (models.config: {state.describe()}):")
     for path in paths:
         print(f"  {path}")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from serving.options import (BATCHING_PARAMETERS_FILE, CANARY, METRICS_PATH, MODEL_CONFIG_FILE,
                              MONITORING_CONFIG_FILE, PREVIOUS, STABLE)
@@ -211,9 +211,10 @@ def monitoring_config_text() -> str:
     return "# --monitoring_config_file: Prometheus metrics on the REST port\n" + text_format.MessageToString(message)
 
 
-def write_serving_config(cfg, reset: bool = False) -> List[str]:
+def write_serving_config(cfg, reset: bool = False) -> Tuple[List[str], ReleaseState]:
     """`tfxp serving-config`: the server's files (models.config only when missing, or ``reset``) and
-    the deployment files for where the model is (compose.env for a local push dir, k8s/ for gs://)."""
+    the deployment files for where the model is (compose.env for a local push dir, k8s/ for gs://).
+    Returns the paths written and the release state models.config holds."""
     from serving import k8s, load_balancer
 
     out = cfg.serving_config_dir
@@ -226,19 +227,21 @@ def write_serving_config(cfg, reset: bool = False) -> List[str]:
         state = ReleaseState(cfg.pipeline_name, cfg.serving_model_dir, [pushed[-1]], {STABLE: pushed[-1]})
         write_text_atomically(path, state.to_text())
         written.append(path)
+    else:
+        state = read_state(path, cfg.pipeline_name)
     files = {BATCHING_PARAMETERS_FILE: batching_parameters_text(cfg), MONITORING_CONFIG_FILE: monitoring_config_text()}
     for name, text in files.items():
         write_text_atomically(os.path.join(out, name), text)
         written.append(os.path.join(out, name))
-    if "://" in cfg.serving_model_dir or cfg.serving.kubernetes.model_volume_claim:
-        canary = read_state(path, cfg.pipeline_name).labels.get(CANARY)
+    if k8s.is_remote(cfg.serving_model_dir) or cfg.serving.kubernetes.model_volume_claim:
+        canary = state.labels.get(CANARY)
         written += k8s.write_manifests(cfg, os.path.join(out, "k8s"), k8s.read_config_files(cfg, out),
                                        canary_version=str(canary) if canary is not None else None)
     else:
         env_path = os.path.join(out, load_balancer.COMPOSE_ENV_FILE)
         write_text_atomically(env_path, load_balancer.compose_env(cfg))
         written.append(env_path)
-    return written
+    return written, state
 
 
 def release(cfg, action: str, version: Optional[int] = None, servers: Sequence[str] = (),

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -59,8 +58,10 @@ class LocalProcessRunner(base_runner.BaseModelServerRunner):
         del serving_binary  # the image TF Serving would run; `tfxp serve` speaks its API
         models_dir, self._model_name, _ = tf_serving_flavor.parse_model_path(
             model_path, expected_model_name=serving_spec.model_name)
-        self._base_path = os.path.join(models_dir, self._model_name)  # TF Serving's: version dirs inside
+        self._base_path = f"{models_dir.rstrip('/')}/{self._model_name}"  # TF Serving's: version dirs inside
         self._process: Optional[subprocess.Popen] = None
+        # Local by nature: the server process's own empty working directory and its log.
+        self._dirs: list = []
         self._workdir: Optional[str] = None
         self._log_path: Optional[str] = None
         self._grpc_port = self._rest_port = None
@@ -76,8 +77,9 @@ class LocalProcessRunner(base_runner.BaseModelServerRunner):
 
     def Start(self) -> None:
         assert self._process is None, "the model server was already started"
-        self._workdir = tempfile.mkdtemp(prefix="tfxp-infra-validation-")
-        self._log_path = os.path.join(tempfile.mkdtemp(prefix="tfxp-infra-validation-log-"), "serve.log")
+        self._dirs = [tempfile.TemporaryDirectory(prefix="tfxp-infra-validation-"),
+                      tempfile.TemporaryDirectory(prefix="tfxp-infra-validation-log-")]
+        self._workdir, self._log_path = self._dirs[0].name, f"{self._dirs[1].name}/serve.log"
         self._grpc_port, self._rest_port = _free_port(), _free_port()
         command = [sys.executable, "-m", "pipeline.cli", "serve", "--host=127.0.0.1",
                    f"--port={self._grpc_port}", f"--rest_api_port={self._rest_port}",
@@ -102,10 +104,11 @@ class LocalProcessRunner(base_runner.BaseModelServerRunner):
         raise error_types.DeadlineExceeded("deadline exceeded while waiting for tfxp serve to listen")
 
     def GetLogs(self) -> Optional[str]:
-        if not self._log_path or not os.path.exists(self._log_path):
+        try:
+            with open(self._log_path, errors="replace") as f:
+                return f.read()[-_LOG_TAIL_CHARS:]
+        except (TypeError, FileNotFoundError):  # not started, or stopped: what Stop() kept
             return self._final_log
-        with open(self._log_path, errors="replace") as f:
-            return f.read()[-_LOG_TAIL_CHARS:]
 
     def Stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -116,9 +119,8 @@ class LocalProcessRunner(base_runner.BaseModelServerRunner):
                 self._process.kill()
                 self._process.wait()
         self._final_log = self.GetLogs()
-        for path in (self._workdir, self._log_path and os.path.dirname(self._log_path)):
-            if path:
-                shutil.rmtree(path, ignore_errors=True)
+        for directory in self._dirs:
+            directory.cleanup()
 
 
 @contextlib.contextmanager
@@ -160,9 +162,12 @@ def _kfp_v1_environment() -> None:
 
     if kube_utils.KFP_POD_NAME not in os.environ and os.environ.get("HOSTNAME"):
         os.environ[kube_utils.KFP_POD_NAME] = os.environ["HOSTNAME"]
-    if kube_utils.KFP_NAMESPACE not in os.environ and os.path.exists(_SERVICE_ACCOUNT_NAMESPACE):
-        with open(_SERVICE_ACCOUNT_NAMESPACE) as f:
-            os.environ[kube_utils.KFP_NAMESPACE] = f.read().strip()
+    if kube_utils.KFP_NAMESPACE not in os.environ:
+        try:
+            with open(_SERVICE_ACCOUNT_NAMESPACE) as f:
+                os.environ[kube_utils.KFP_NAMESPACE] = f.read().strip()
+        except FileNotFoundError:  # not in a pod: TFX's runner says so
+            pass
 
 
 class Executor(tfx_executor.Executor):

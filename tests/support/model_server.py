@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import requests
 
@@ -28,6 +28,23 @@ class BackgroundProcess:
     process: subprocess.Popen
     access_log: str
     _output = None  # the file the process writes its output to
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float, what: str, log: Callable[[], str],
+                   poll: float = 0.2) -> None:
+        """Returns once ``ready()``; raises (with the tail of ``log()``) when the process exits first
+        or ``timeout`` passes, stopping it. A refused connection counts as not ready yet."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{what} exited with {self.process.returncode}:\n{log()[-3000:]}")
+            try:
+                if ready():
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(poll)
+        self.stop()
+        raise TimeoutError(f"{what} was not ready within {timeout} s:\n{log()[-3000:]}")
 
     def access_lines(self) -> List[str]:
         if not os.path.exists(self.access_log):
@@ -71,22 +88,14 @@ class ModelServerProcess(BackgroundProcess):
         self._wait(wait_for_model, timeout)
 
     def _wait(self, model: Optional[str], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"tfxp serve exited with {self.process.returncode}:\n{self.log()[-3000:]}")
-            try:
-                if model is None:
-                    requests.get(self.url + "/v1/models", timeout=1)
-                    return
-                status = requests.get(f"{self.url}/v1/models/{model}", timeout=1)
-                if status.ok and any(v["state"] == "AVAILABLE" for v in status.json()["model_version_status"]):
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"tfxp serve did not serve {model or 'anything'} within {timeout} s:\n{self.log()[-3000:]}")
+        def serving() -> bool:
+            if model is None:
+                requests.get(self.url + "/v1/models", timeout=1)
+                return True
+            status = requests.get(f"{self.url}/v1/models/{model}", timeout=1)
+            return status.ok and any(v["state"] == "AVAILABLE" for v in status.json()["model_version_status"])
+
+        self.wait_until(serving, timeout, f"tfxp serve (serving {model or 'anything'})", self.log)
 
     def log(self) -> str:
         if not self._log.closed:

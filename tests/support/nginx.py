@@ -7,7 +7,6 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from typing import Sequence, Tuple
 
 import requests
@@ -60,18 +59,8 @@ class NginxProcess(BackgroundProcess):
         self._wait(timeout)
 
     def _wait(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited with {self.process.returncode}:\n{self.errors()}")
-            try:
-                if requests.get(self.url + HEALTH_PATH, timeout=1).ok:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"nginx did not answer {HEALTH_PATH} within {timeout} s:\n{self.errors()}")
+        self.wait_until(lambda: requests.get(self.url + HEALTH_PATH, timeout=1).ok, timeout,
+                        f"nginx (answering {HEALTH_PATH})", self.errors, poll=0.1)
 
     def errors(self) -> str:
         self._out.flush()
