@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::FutureWarning,ignore::DeprecationWarning
 
-.PHONY: setup run test test-fast test-e2e clean constraints
+.PHONY: setup run test test-fast test-e2e bench clean constraints
 
 setup: $(STAMP)
 
@@ -28,8 +28,9 @@ $(STAMP): setup.py constraints.txt
 run: $(STAMP)
 	$(VENV)/bin/tfxp run
 
-# Debian packages the tests run for real (nginx in front of tfxp serve): installed when missing.
-SYSTEM_PACKAGES := nginx
+# Debian packages the tests run for real (nginx in front of tfxp serve, chromium for the run report):
+# installed when missing.
+SYSTEM_PACKAGES := nginx chromium
 
 test: $(STAMP)
 	scripts/ensure-system-packages.sh $(SYSTEM_PACKAGES)
@@ -42,6 +43,10 @@ test-fast: $(STAMP)
 test-e2e: $(STAMP)
 	scripts/ensure-system-packages.sh $(SYSTEM_PACKAGES)
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+# Every benchmark in bench/, then one table of figures against targets (bench/results/summary.json).
+bench: $(STAMP)
+	$(PY) -m bench.run_all
 
 # Re-freeze the environment after changing a dependency in setup.py.
 constraints: $(STAMP)

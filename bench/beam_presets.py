@@ -13,10 +13,15 @@ import sys
 import tempfile
 import time
 
-from bench.common import write_results
+from bench.common import figure, write_results
 from pipeline.config import load_config
 
 PRESETS = ["in_memory", "multi_processing"]
+
+
+def figures_of(presets: dict, ratio: float) -> list:
+    return [figure("whole pipeline wall time, multi_processing / in_memory", ratio, "x"),
+            *(figure(f"whole pipeline wall time, {name}", r["wall_seconds"], "s") for name, r in presets.items())]
 
 
 def main(argv=None):
@@ -45,7 +50,7 @@ def main(argv=None):
     ratio = results["multi_processing"]["wall_seconds"] / results["in_memory"]["wall_seconds"]
     faster = "in_memory" if ratio > 1 else "multi_processing"
     print(f"multi_processing / in_memory wall time: {ratio:.2f} -> {faster} is faster on this data and machine")
-    print(f"wrote {write_results('beam_presets', {'train_steps': args.train_steps, 'presets': results, 'ratio_multi_processing_over_in_memory': ratio, 'faster': faster})}")
+    print(f"wrote {write_results('beam_presets', {'train_steps': args.train_steps, 'presets': results, 'ratio_multi_processing_over_in_memory': ratio, 'faster': faster, 'figures': figures_of(results, ratio)})}")
 
 
 if __name__ == "__main__":

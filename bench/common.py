@@ -1,8 +1,20 @@
-"""Shared by the benchmarks: where results go, and the latest pipeline outputs to measure."""
+"""Shared by the benchmarks: where results go, the figure format, and the latest pipeline outputs.
+
+Every benchmark's JSON carries a ``figures`` list in one format, which `python -m bench.run_all`
+collects into one table:
+
+    {"name": "int8 TFLite, smaller than float32 TFLite", "value": 2.2, "unit": "x",
+     "target": 3.5, "better": "higher", "met": false}
+
+``target`` is null when the figure has none (then ``met`` is null too).
+"""
 import json
+import math
 import os
 import platform
+import signal
 import time
+from typing import Optional
 
 from pipeline.config import PROJECT_ROOT, load_config
 
@@ -18,6 +30,55 @@ def write_results(name: str, results: dict) -> str:
         json.dump(payload, f, indent=2)
     os.replace(path + ".tmp", path)
     return path
+
+
+BETTER = ("lower", "higher")
+
+
+def target_met(value, target, better: str) -> Optional[bool]:
+    """Whether ``value`` meets ``target`` (at most it when lower is better, at least it when higher is);
+    None when there is no target or no value."""
+    if better not in BETTER:
+        raise ValueError(f"better must be one of {BETTER}, got {better!r}")
+    if target is None or value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value <= target if better == "lower" else value >= target
+
+
+def figure(name: str, value, unit: str, target=None, better: str = "lower") -> dict:
+    """One figure of a benchmark, as the summary table shows it."""
+    value = None if value is None else float(value)
+    return {"name": name, "value": value, "unit": unit, "target": target, "better": better,
+            "met": target_met(value, target, better)}
+
+
+def descendants(pid: int) -> list:
+    """Process ids under ``pid`` at any depth (from /proc: Linux), whatever their session or process group."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(process) -> None:
+    """Stops a subprocess.Popen and every process it started (a model server in its own session too)."""
+    for pid in [process.pid] + descendants(process.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait()
 
 
 def latest_artifacts():

@@ -20,7 +20,7 @@ import tempfile
 import time
 
 import components  # noqa: F401
-from bench.common import latest_artifacts, write_results
+from bench.common import figure, latest_artifacts, write_results
 from pipeline.config import load_config
 
 TRAIN_STEPS = 150
@@ -73,6 +73,23 @@ def raw_read_examples_per_second(root: str, batch_size: int) -> float:
                 .prefetch(tf.data.AUTOTUNE))
 
     return examples_per_second(make)
+
+
+def figures_of(results: dict) -> list:
+    return [
+        figure("input examples/s, ours (cached) / tf_dataset_factory", results["ours_over_tf_dataset_factory"], "x",
+               results["target_ours_over_tf_dataset_factory"], "higher"),
+        figure("input examples/s, ours (uncached) / tf_dataset_factory",
+               results["ours_uncached_over_tf_dataset_factory"], "x", better="higher"),
+        figure("input examples/s, ours (cached) / raw read", results["ours_over_raw_read"], "x", better="higher"),
+        figure("input examples/s, ours (cached)", results["input_examples_per_second"]["ours_cached"], "examples/s",
+               better="higher"),
+        figure("training examples/s, mirrored (2 logical CPUs) / one_device",
+               results["mirrored_2_cpus_over_one_device"], "x", better="higher"),
+        figure("bytes, uncompressed / gzip TFRecords", results["size_ratio_none_over_gzip"], "x"),
+        figure("raw input examples/s, uncompressed / gzip", results["input_speed_ratio_none_over_gzip"], "x",
+               better="higher"),
+    ]
 
 
 def main(argv=None):
@@ -137,6 +154,7 @@ def main(argv=None):
         / compression["gzip"]["raw_input_examples_per_second"],
         "target_ours_over_tf_dataset_factory": 3.0,
     }
+    results["figures"] = figures_of(results)
     print("\nsummary")
     print(f"  ours (cached) / tf_dataset_factory: {results['ours_over_tf_dataset_factory']:.2f}x "
           f"(uncached {results['ours_uncached_over_tf_dataset_factory']:.2f}x; target 3x); "

@@ -20,7 +20,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from bench.common import write_results
+from bench.common import figure, write_results
 from pipeline.config import load_config
 from tests.support.model_server import ModelServerProcess
 
@@ -281,6 +281,23 @@ def evaluate(cells: list, floor: dict) -> dict:
     return targets
 
 
+def figures_of(targets: dict, batching_alone: dict) -> list:
+    one = targets["1_grpc_p50_within_1ms_of_in_process"]
+    found = [figure("gRPC p50 over the in-process call, batch 1, 1 client", one["overhead_ms"], "ms",
+                    TARGETS["grpc_over_in_process_p50_ms_max"], "lower")]
+    for server in ("scheduler", "tf_op"):
+        for protocol in ("grpc", "rest"):
+            found.append(figure(f"req/s at 32 batch-1 clients, batching {server} / off, {protocol}",
+                                targets[f"2_{server}_{protocol}_rps_ratio_32_clients_batch_1"]["ratio"], "x",
+                                TARGETS["batched_over_unbatched_rps_min"], "higher"))
+    found.append(figure("p50 REST / gRPC, batch 1, 1 client",
+                        targets["3_rest_over_grpc_p50_batch_1_1_client"]["ratio"], "x"))
+    for name, speedup in batching_alone["speedup"].items():
+        found.append(figure(f"in-process calls/s at 32 batch-1 threads, batching {name} / off", speedup, "x",
+                            better="higher"))
+    return found
+
+
 def print_report(cells: list, floor: dict, targets: dict) -> None:
     print(f"\n{'server':<11}{'protocol':<10}{'batch':>5}{'clients':>8}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}"
           f"{'ex/s':>9}{'cli cpu':>8}")
@@ -358,7 +375,7 @@ def main(argv=None):
         "clients": {"mode": CLIENT_MODE, "threads_per_process": THREADS_PER_PROCESS},
         "batching_parameters": BATCHING, "batching_parameters_why": BATCHING_WHY, "server_flags": configs,
         "in_process": {str(b): f for b, f in floor.items()}, "cells": cells, "targets": TARGETS, "measured": targets,
-        "in_process_batching": batching_alone})
+        "in_process_batching": batching_alone, "figures": figures_of(targets, batching_alone)})
     print(f"wrote {path}")
 
 

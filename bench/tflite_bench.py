@@ -12,7 +12,8 @@ import time
 
 
 import components  # noqa: F401
-from bench.common import latest_artifacts, write_results
+from bench.common import figure, latest_artifacts, write_results
+from components.custom.tflite_options import QAT_VARIANT
 from pipeline.config import load_config
 
 MODES = ["none", "dynamic_range", "float16", "int8", "qat_int8"]
@@ -28,6 +29,25 @@ def per_example_seconds(call, count):
     return (time.perf_counter() - start) / count
 
 
+def figures_of(modes: dict, gate_name: str) -> list:
+    int8 = modes["int8"]
+    found = [
+        figure("int8 TFLite, smaller than float32 TFLite", int8["size_ratio_vs_float32_tflite"], "x",
+               TARGETS["int8_size_ratio_min"], "higher"),
+        figure(f"int8 TFLite, {gate_name} worse than the SavedModel by", int8["worse_by"][gate_name], "",
+               TARGETS["int8_gate_metric_worse_by_max"], "lower"),
+        figure("int8 TFLite, faster per example than the SavedModel signature", int8["speedup_vs_saved_model"], "x",
+               TARGETS["int8_speedup_min"], "higher"),
+    ]
+    for mode in ("dynamic_range", "float16", QAT_VARIANT):
+        if mode in modes:
+            found.append(figure(f"{mode} TFLite, smaller than float32 TFLite",
+                                modes[mode]["size_ratio_vs_float32_tflite"], "x", better="higher"))
+            found.append(figure(f"{mode} TFLite, {gate_name} worse than the SavedModel by",
+                                modes[mode]["worse_by"][gate_name], ""))
+    return found
+
+
 def main():
     import tensorflow as tf
 
@@ -35,7 +55,6 @@ def main():
 
     from components.custom import tflite_converter as C
     from components.custom import tflite_evaluator as E
-    from components.custom.tflite_options import QAT_VARIANT
     from components.training import export, inputs
     from serving import predict
 
@@ -95,7 +114,8 @@ def main():
         verdict["int8_size_ratio"], gate.name, int8["worse_by"][gate.name], verdict["int8_speedup"]))
     path = write_results("tflite", {"examples": int(len(labels)), "saved_model": reference,
                                     "saved_model_ms": saved_model_s * 1000, "full_serving_ms": full_serving_s * 1000,
-                                    "modes": results, "targets": TARGETS, "measured": verdict})
+                                    "modes": results, "targets": TARGETS, "measured": verdict,
+                                    "figures": figures_of(results, gate.name)})
     print(f"wrote {path}")
 
 

@@ -5,6 +5,7 @@
     tfxp run       run the whole pipeline locally (LocalDagRunner on Beam)
     tfxp compile   compile it for Kubeflow Pipelines (KFP v2 PipelineSpec YAML)
     tfxp submit    compile and submit a run to a Kubeflow Pipelines host
+    tfxp report    one HTML page about a run: data, training, evaluation, TFLite, push, timings
     tfxp diagnose-input   is training input-bound or compute-bound? (after a run)
     tfxp serve / predict / inspect   serve the pushed model (TF Serving's APIs), query it, describe it
     tfxp serving-config   models.config, batching and monitoring files for TF Serving; deploy files
@@ -16,6 +17,7 @@ import argparse
 import os
 import logging
 import sys
+import traceback
 
 import pipeline  # noqa: F401  (one Keras, before TensorFlow)
 
@@ -68,7 +70,8 @@ def cmd_run(args) -> int:
     from pipeline import local_runner
 
     cfg = _load(args)
-    return local_runner.run(cfg, force=args.force, prepare_data=not args.no_data)
+    return local_runner.run(cfg, force=args.force, prepare_data=not args.no_data, verbose=args.verbose,
+                            report=not args.no_report)
 
 
 def cmd_compile(args) -> int:
@@ -103,6 +106,12 @@ def cmd_diagnose_input(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from pipeline import report
+
+    return report.run_report(args, _load(args))
+
+
 def cmd_serving_config(args) -> int:
     from serving import release
 
@@ -131,7 +140,8 @@ def cmd_release(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfxp", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="show TFX/Beam debug logs")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show the full log (TFX, Beam) on the terminal and tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("data", help="convert a CSV into sharded TFRecords of tf.train.Example")
@@ -156,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-execute every component (ignore the cache)")
     p.add_argument("--no-data", action="store_true",
                    help="do not convert source_csv when data_root has no TFRecords")
+    p.add_argument("--no-report", action="store_true", help="do not write the run report (tfxp report) at the end")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines (KFP v2 YAML)")
@@ -170,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--package", default=None, help="submit this compiled YAML instead of compiling")
     p.add_argument("--run-name", default=None)
     p.set_defaults(func=cmd_submit)
+
+    from pipeline import report
+    p = sub.add_parser("report", help="one self-contained HTML page about a pipeline run (default: the newest)")
+    report.add_report_arguments(p)
+    _add_config_args(p)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("diagnose-input", help="measure input pipeline vs training throughput (after a run)")
     _add_config_args(p)
@@ -235,18 +252,28 @@ def main(argv=None) -> int:
     from serving.inspect import NotAModelError
     from serving.release import ReleaseError
     from serving.server import ServeError
+    from pipeline.input_check import InputError
+    from pipeline.local_runner import PipelineRunError
+    from pipeline.run_guard import RunLockedError
     try:
         return args.func(args)
     except (DataError, ConfigError, SubmitError, SchemaError, UserCodeError, FileNotFoundError, ServeError,
-            ClientError, NotAModelError, ReleaseError) as e:
-        print(f"tfxp {args.command}: error: {e}", file=sys.stderr)
-        return 2
+            ClientError, NotAModelError, ReleaseError, InputError, RunLockedError) as e:
+        return _fail(args, "error", e, 2)
     except AnomaliesFoundError as e:
-        print(f"tfxp {args.command}: stopped: {e}", file=sys.stderr)
-        return 3
+        return _fail(args, "stopped", e, 3)
+    except PipelineRunError as e:
+        return _fail(args, "error", e, e.exit_code)
     except ServingRequestError as e:
-        print(f"tfxp {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        return _fail(args, "error", e, 1)
+
+
+def _fail(args, what: str, error: Exception, code: int) -> int:
+    """One line on stderr; the traceback too with --verbose."""
+    if args.verbose:
+        traceback.print_exception(type(error), error, error.__traceback__)
+    print(f"tfxp {args.command}: {what}: {error}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

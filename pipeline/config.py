@@ -85,7 +85,8 @@ class PipelineConfig:
     data_root: str
     # The data scientist's package: features.py, preprocessing.py, model.py.
     user_package: str = DEFAULT_PACKAGE
-    # A CSV that `tfxp run` converts into data_root when data_root has no TFRecords yet (null: none).
+    # A CSV that `tfxp run` converts into data_root when data_root has no TFRecords yet (null: none),
+    # only when data_root is under output_root (a location the project owns, as the sample's).
     source_csv: Optional[str] = None
     shards: int = 4
     # Everything generated goes under output_root; the three below default into it.
@@ -96,6 +97,9 @@ class PipelineConfig:
     # Curated schema with value domains; null lets SchemaGen infer one.
     schema_path: Optional[str] = None
     enable_cache: bool = True
+    # tfxp run: how many components may run at once when their inputs are ready (1: one after another,
+    # as TFX's LocalDagRunner). Kubeflow always runs independent steps at once.
+    parallel_components: int = 2
     beam_preset: str = "in_memory"
     beam_args: List[str] = dataclasses.field(default_factory=list)
     # Kubeflow: the pipeline image (built from the Dockerfile) every step runs in.
@@ -193,6 +197,8 @@ class PipelineConfig:
             raise ConfigError(f"pipeline_name must be letters, digits, '-' or '_', got {self.pipeline_name!r}")
         if self.shards < 1:
             raise ConfigError(f"shards must be at least 1, got {self.shards}")
+        if self.parallel_components < 1:
+            raise ConfigError(f"parallel_components must be at least 1, got {self.parallel_components}")
         try:
             self.training.check(quantization_aware_training=self.quantization_aware_training)
             self.tflite.check()

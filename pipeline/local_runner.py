@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import time
 
@@ -39,32 +40,81 @@ def has_tfrecords(data_root: str) -> bool:
                for s in ("train", "eval"))
 
 
+def _is_within(path: str, folder: str) -> bool:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
 def ensure_data(cfg: PipelineConfig) -> None:
-    """Writes TFRecords from ``cfg.source_csv`` when ``data_root`` has none (and one is configured)."""
+    """Writes TFRecords from ``cfg.source_csv`` when ``data_root`` has none, only where that is safe.
+
+    The conversion happens only for a data_root under output_root: a location the project derives
+    and owns (the sample's). An empty or missing data_root anywhere else is the user's data that is
+    not there, and converting the configured CSV into it would train on the wrong data.
+    """
+    from pipeline.input_check import InputError
+
     root = cfg.resolved_data_root
     if "://" in root or has_tfrecords(root):
         return
+    state = "does not exist" if not os.path.exists(root) else "has no TFRecords (train/*, eval/*)"
+    how = f"write them with `tfxp data --csv YOUR.csv --output {root}`"
     if cfg.source_csv is None:
-        raise FileNotFoundError(f"data_root {root} has no TFRecords (train/*, eval/*): write them with "
-                                f"`tfxp data --csv YOUR.csv --output {root}`, or set source_csv in the config")
+        raise InputError(f"data_root {root} {state}: {how}, or set source_csv in the config")
+    if not _is_within(root, cfg.resolved_output_root):
+        raise InputError(f"data_root {root} {state}: {how} (tfxp run converts source_csv by itself only "
+                         f"into a data_root under output_root {cfg.resolved_output_root})")
     from data import tfrecords
     log.info("no TFRecords under %s yet: converting %s", root, cfg.resolved_source_csv)
     tfrecords.convert_csv(cfg.resolved_source_csv, root, features=cfg.user_code.features, shards=cfg.shards)
 
 
-def execute(cfg: PipelineConfig) -> None:
-    """Builds and runs the pipeline with LocalDagRunner; raises if a component fails."""
+def check_input(cfg: PipelineConfig) -> dict:
+    """Every record of every shard readable, before the pipeline's expensive work (unchanged files skipped)."""
+    from pipeline import input_check
+
+    stamp = os.path.join(os.path.dirname(cfg.resolved_metadata_path), "input_check.json")
+    return input_check.check_data_root(cfg.resolved_data_root, stamp)
+
+
+# Beam flags that name the workers' Python dependencies. Without one, every TFX Beam executor builds
+# an sdist of TFX itself "for the workers" (tfx.utils.dependency_utils), 1-3 s per component, which
+# Beam's DirectRunner never stages.
+_DEPENDENCY_FLAGS = ("--extra_package", "--setup_file", "--requirements_file", "--sdk_container_image",
+                     "--worker_harness_container_image")
+_LOCAL_PRESETS = ("in_memory", "multi_processing")
+
+
+def local_beam_args(cfg: PipelineConfig) -> list:
+    """The config's Beam flags; on the DirectRunner also --setup_file=<this project's setup.py>: what
+    workers need is this project, and naming it spares TFX's TFX-only sdist."""
+    from pipeline.config import PROJECT_ROOT
+
+    args = list(cfg.resolved_beam_args)
+    if cfg.beam_preset in _LOCAL_PRESETS and not any(a.startswith(_DEPENDENCY_FLAGS) for a in args):
+        args.append(f"--setup_file={os.path.join(PROJECT_ROOT, 'setup.py')}")
+    return args
+
+
+def build(cfg: PipelineConfig):
+    """The pipeline ``tfxp run`` runs: the curated schema staged, MLMD in the local sqlite file."""
     from tfx import v1 as tfx
 
     from pipeline.pipeline import create_pipeline
 
     os.makedirs(os.path.dirname(cfg.resolved_metadata_path), exist_ok=True)
     schema_file = stage_schema(cfg) if cfg.schema_path else None
-    tfx_pipeline = create_pipeline(
-        cfg, schema_file=schema_file,
+    return create_pipeline(
+        cfg, schema_file=schema_file, beam_pipeline_args=local_beam_args(cfg),
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             cfg.resolved_metadata_path))
-    tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
+
+
+def execute(cfg: PipelineConfig, tfx_pipeline=None) -> None:
+    """Runs the pipeline locally (independent components at once, see parallel_runner); raises if one fails."""
+    from pipeline.parallel_runner import ParallelLocalDagRunner
+
+    ParallelLocalDagRunner(cfg.parallel_components).run(tfx_pipeline or build(cfg))
 
 
 def print_tflite_report(cfg: PipelineConfig) -> None:
@@ -86,11 +136,24 @@ def print_tflite_report(cfg: PipelineConfig) -> None:
           f"No TFLite model has been pushed to {cfg.lite_serving_model_dir}.")
 
 
-def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True) -> int:
-    """`tfxp run`: data if missing, the whole pipeline, then where the served model is and a prediction."""
+class PipelineRunError(RuntimeError):
+    """A component failed: one line saying which and why; the traceback is in the run's log."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True, verbose: bool = False,
+        report: bool = True) -> int:
+    """`tfxp run`: data if missing, the whole pipeline, then where the served model is and a prediction.
+
+    The terminal gets a few lines (run_log.Progress); the full log of the run goes to a file.
+    """
     from absl import logging as absl_logging
 
-    from pipeline import run_summary
+    from pipeline import run_guard, run_log, run_summary
+    from pipeline.input_check import InputError
     from serving import predict
 
     absl_logging.set_verbosity(absl_logging.INFO)
@@ -99,18 +162,41 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True) 
         log.info("--force: every component re-executes (cache disabled for this run)")
     if prepare_data:
         ensure_data(cfg)
-    before = set(predict.model_versions(cfg.serving_model_dir))
-    start = time.monotonic()
-    log.info("running pipeline %r (pipeline root %s)", cfg.pipeline_name, cfg.resolved_pipeline_root)
-    try:
-        execute(cfg)
-    finally:
-        print(f"\nComponents in this run of {cfg.pipeline_name!r}:\n"
-              + run_summary.format_states(run_summary.latest_run_states(cfg.resolved_metadata_path,
-                                                                        cfg.pipeline_name)))
+    with run_guard.exclusive_run(cfg.resolved_metadata_path, cfg.pipeline_name):
+        log_path = run_log.log_path_for(cfg.resolved_output_root, cfg.pipeline_name)
+        before = set(predict.model_versions(cfg.serving_model_dir))
+        start = time.monotonic()
+        started = False
+        try:
+            with run_log.captured(log_path, to_terminal=verbose) as progress:
+                counts = check_input(cfg)
+                progress.say(f"Input: {', '.join(f'{n} {split}' for split, n in counts.items())} records under "
+                             f"{cfg.resolved_data_root}, every one readable.")
+                for recovered in run_guard.recover_abandoned(cfg.resolved_metadata_path, cfg.pipeline_name,
+                                                             cfg.resolved_pipeline_root,
+                                                             [cfg.serving_model_dir, cfg.lite_serving_model_dir]):
+                    progress.say(f"An earlier run was stopped before it finished; cleaned up: {recovered}")
+                tfx_pipeline = build(cfg)
+                nodes = [component.id for component in tfx_pipeline.components]
+                progress.say(f"Running pipeline {cfg.pipeline_name!r}: {len(nodes)} components (full log: {log_path})")
+                progress.track(nodes)
+                started = True
+                execute(cfg, tfx_pipeline)
+        except InputError:
+            raise
+        except Exception as e:
+            if started:
+                print_report(cfg, report)  # a failed run's report is the one most worth reading
+            raise _as_run_error(cfg, e, log_path) from e
+        finally:
+            absl_logging.set_verbosity(absl_logging.WARNING)  # the pipeline is over: no more library chatter
+            if started:
+                print(f"\nComponents in this run of {cfg.pipeline_name!r}:\n"
+                      + run_summary.format_states(run_summary.latest_run_states(cfg.resolved_metadata_path,
+                                                                                cfg.pipeline_name)))
     elapsed = time.monotonic() - start
     latest = predict.latest_version(cfg.serving_model_dir)
-    print(f"Pipeline {cfg.pipeline_name!r} finished in {elapsed:.1f}s.")
+    print(f"Pipeline {cfg.pipeline_name!r} finished in {elapsed:.1f}s (full log: {log_path}).")
     why = why_not_pushed(cfg)
     if latest is None:
         print(f"No model has been pushed to {cfg.serving_model_dir}: {why or 'the Pusher did not push'}.")
@@ -122,9 +208,87 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True) 
     if cfg.tflite.enabled:
         print_tflite_report(cfg)
     print(describe_a_prediction(cfg, latest))
+    print_report(cfg, report)
     print(f"Serve it: tfxp serve (TF Serving's REST API on 127.0.0.1:8501 and gRPC on 127.0.0.1:8500, model "
           f"{cfg.pipeline_name!r}); query it: tfxp predict ROWS.csv. Both take the --config of tfxp run.")
     return 0
+
+
+def print_report(cfg: PipelineConfig, enabled: bool = True) -> None:
+    """Writes the run's report (tfxp report) and says where; a report that cannot be written is only a warning."""
+    if not enabled:
+        return
+    from pipeline import report
+
+    try:
+        path = os.path.abspath(report.write_report(cfg))
+    except Exception as e:  # the run's outcome stands whatever happens to its report
+        log.warning("could not write the run report: %s", e)
+        return
+    print(f"Run report: {path} (open file://{path} in a browser)")
+
+
+# Errors our own components raise on purpose carry their own message (the CLI prints them as they are).
+def _is_project_error(error: Exception) -> bool:
+    from components.core.user_code import UserCodeError
+    from components.custom.anomalies_gate import AnomaliesFoundError
+    from pipeline.config import ConfigError
+
+    return isinstance(error, (UserCodeError, AnomaliesFoundError, ConfigError))
+
+
+def _as_run_error(cfg: PipelineConfig, error: Exception, log_path: str) -> Exception:
+    from pipeline import run_summary
+
+    if _is_project_error(error):
+        return error
+    failed = [node for node, state in run_summary.latest_run_states(
+        cfg.resolved_metadata_path, cfg.pipeline_name).items() if state == run_summary.FAILED]
+    cause, is_input = summarize_exception(error)
+    where = f"component {failed[0]}" if failed else "the pipeline"
+    return PipelineRunError(f"{where} failed: {cause} (full log and traceback: {log_path})",
+                            exit_code=2 if is_input else 1)
+
+
+_INPUT_ERRORS = [
+    (re.compile(r"truncated record|Fewer than \d+ bytes|Not a valid TFRecord"), "an input file is truncated"),
+    (re.compile(r"corrupted record|Mismatch of (data|length) mask"), "an input record is corrupted"),
+    (re.compile(r"zlib\.error|incorrect data check|incorrect header check|inflate\(\) failed"),
+     "an input file's gzip stream is damaged"),
+]
+
+
+def summarize_exception(error: BaseException):
+    """(one line, whether it is about the input data) for an exception Beam or TFX raised.
+
+    Beam re-raises a worker's error as a long message holding the whole traceback; its last
+    "SomethingError: ..." line is the cause.
+    """
+    text = "\n".join(str(e) for e in _chain(error))
+    for pattern, what in _INPUT_ERRORS:
+        if pattern.search(text):
+            line = next(l for l in text.splitlines() if pattern.search(l))
+            line = re.sub(r":? b'[0-9a-f]{16,}.*", "", line)  # Beam's hex dump of the bytes it read
+            return _short(f"{what} ({line.strip()})"), True
+    lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+    causes = [l for l in lines if re.match(r"^[\w.]*(Error|Exception)\b", l)]
+    line = (causes or lines or [type(error).__name__])[-1]
+    if not re.match(r"^[\w.]*(Error|Exception)\b", line):
+        line = f"{type(error).__name__}: {line}"
+    return _short(re.sub(r"\s*\[while running '[^']*'\]", "", line)), False
+
+
+def _chain(error: BaseException):
+    seen = []
+    while error is not None and error not in seen:
+        seen.append(error)
+        error = error.__cause__ or error.__context__
+    return seen
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def why_not_pushed(cfg: PipelineConfig) -> str:
@@ -132,15 +296,10 @@ def why_not_pushed(cfg: PipelineConfig) -> str:
     from pipeline import run_summary
     from pipeline.evaluation import describe_gate
 
-    reasons = []
-    evaluation = run_summary.blessing_of(cfg.resolved_metadata_path, cfg.pipeline_name, "evaluator")
-    if evaluation is not None and not evaluation[0]:
-        reasons.append(f"the Evaluator did not bless it (its gate: {describe_gate(cfg)}; see the evaluator "
-                       f"output under {cfg.resolved_pipeline_root})")
-    infra = run_summary.blessing_of(cfg.resolved_metadata_path, cfg.pipeline_name, "infra_validator")
-    if infra is not None and not infra[0]:
-        reasons.append(f"the InfraValidator did not bless it: a model server could not serve it ({infra[1]})")
-    return "; ".join(reasons)
+    path, name = cfg.resolved_metadata_path, cfg.pipeline_name
+    return run_summary.why_not_pushed(run_summary.blessing_of(path, name, "evaluator"),
+                                      run_summary.blessing_of(path, name, "infra_validator"),
+                                      describe_gate(cfg), cfg.resolved_pipeline_root)
 
 
 def describe_a_prediction(cfg: PipelineConfig, model_dir: str) -> str:

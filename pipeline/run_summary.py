@@ -1,7 +1,7 @@
-"""What the latest pipeline run did, read from MLMD: which components executed, which were cached."""
+"""What pipeline runs did, read from MLMD: the runs, which components executed or were cached, the blessings."""
 from __future__ import annotations
 
-from typing import Dict
+from typing import Any, Dict, List, Optional, Tuple
 
 # MLMD execution states, by name (ml_metadata.proto.metadata_store_pb2.Execution.State).
 EXECUTED, CACHED, FAILED = "COMPLETE", "CACHED", "FAILED"
@@ -17,34 +17,48 @@ def _store(metadata_path: str):
     return metadata_store.MetadataStore(config)
 
 
-def latest_run_states(metadata_path: str, pipeline_name: str) -> Dict[str, str]:
-    """{node id: 'COMPLETE' | 'CACHED' | 'FAILED' | ...} for the newest run of ``pipeline_name``."""
-    from ml_metadata.proto import metadata_store_pb2
-
-    store = _store(metadata_path)
+def pipeline_runs(store, pipeline_name: str) -> List[Any]:
+    """``pipeline_name``'s pipeline_run contexts, oldest first (by their newest execution: a run that is
+    still going is the newest). pipeline_run contexts do not name their pipeline: a run is the
+    pipeline's when one of its executions is."""
     pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline is None:
-        return {}
-    pipeline_executions = store.get_executions_by_context(pipeline.id)
-    if not pipeline_executions:
-        return {}
-    # The run of the pipeline's newest execution (pipeline_run contexts do not name their pipeline).
-    newest = max(pipeline_executions, key=lambda e: (e.create_time_since_epoch, e.id))
-    run_type = store.get_context_type("pipeline_run").id
-    run = next(c for c in store.get_contexts_by_execution(newest.id) if c.type_id == run_type)
-    run_executions = {e.id for e in store.get_executions_by_context(run.id)}
+        return []
+    mine = {e.id: e for e in store.get_executions_by_context(pipeline.id)}
+    runs = []
+    for run in store.get_contexts_by_type("pipeline_run"):
+        executions = [mine[e.id] for e in store.get_executions_by_context(run.id) if e.id in mine]
+        if executions:
+            runs.append((max((e.create_time_since_epoch, e.id) for e in executions), run))
+    return [run for _, run in sorted(runs, key=lambda pair: pair[0])]
+
+
+def run_executions(store, pipeline_name: str, run) -> Dict[str, Any]:
+    """{node id: its MLMD execution} of the components in ``run`` (a pipeline_run context)."""
+    in_run = {e.id for e in store.get_executions_by_context(run.id)}
     type_names = {t.id: t.name for t in store.get_execution_types()}
     prefix = pipeline_name + "."
-    states = {}
+    found = {}
     for node in store.get_contexts_by_type("node"):
         if not node.name.startswith(prefix):
             continue
         for execution in store.get_executions_by_context(node.id):
             # Resolvers (the baseline lookup) re-resolve every run; they are not components.
-            if execution.id in run_executions and not type_names[execution.type_id].endswith("Resolver"):
-                state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
-                states[node.name[len(prefix):]] = state
-    return states
+            if execution.id in in_run and not type_names[execution.type_id].endswith("Resolver"):
+                found[node.name[len(prefix):]] = execution
+    return found
+
+
+def latest_run_states(metadata_path: str, pipeline_name: str) -> Dict[str, str]:
+    """{node id: 'COMPLETE' | 'CACHED' | 'FAILED' | ...} for the newest run of ``pipeline_name``."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    store = _store(metadata_path)
+    runs = pipeline_runs(store, pipeline_name)
+    if not runs:
+        return {}
+    return {node: metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+            for node, execution in run_executions(store, pipeline_name, runs[-1]).items()}
 
 
 def latest_output_uri(metadata_path: str, pipeline_name: str, node_id: str, output_key: str):
@@ -75,13 +89,32 @@ def latest_output_artifact(metadata_path: str, pipeline_name: str, node_id: str,
     return store.get_artifacts_by_id([events[0].artifact_id])[0]
 
 
-def blessing_of(metadata_path: str, pipeline_name: str, node_id: str):
+Blessing = Optional[Tuple[bool, str]]  # (blessed, reason), or None: no blessing
+
+
+def blessing_of(metadata_path: str, pipeline_name: str, node_id: str) -> Blessing:
     """(blessed, reason) of ``node_id``'s newest blessing, or None when it has none."""
-    artifact = latest_output_artifact(metadata_path, pipeline_name, node_id, "blessing")
+    return blessing_from(latest_output_artifact(metadata_path, pipeline_name, node_id, "blessing"))
+
+
+def blessing_from(artifact) -> Blessing:
+    """(blessed, reason) of an MLMD blessing artifact, or None when it records no verdict."""
     if artifact is None or "blessed" not in artifact.custom_properties:
         return None
     reason = artifact.custom_properties["reason"].string_value if "reason" in artifact.custom_properties else ""
     return bool(artifact.custom_properties["blessed"].int_value), reason
+
+
+def why_not_pushed(evaluation: Blessing, infra: Blessing, gate: str, pipeline_root: str) -> str:
+    """Why a candidate was not pushed, from the blessings of the Evaluator (whose gate is ``gate``, in
+    words) and the InfraValidator; "" when neither refused it."""
+    reasons = []
+    if evaluation is not None and not evaluation[0]:
+        reasons.append(f"the Evaluator did not bless it (its gate: {gate}; see the evaluator "
+                       f"output under {pipeline_root})")
+    if infra is not None and not infra[0]:
+        reasons.append(f"the InfraValidator did not bless it: a model server could not serve it ({infra[1]})")
+    return "; ".join(reasons)
 
 
 def format_states(states: Dict[str, str]) -> str:

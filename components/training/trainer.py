@@ -76,6 +76,18 @@ def compile_like(model: keras.Model, original: keras.Model, user: UserCode) -> N
     apply_autograph_choice(model, user)
 
 
+# Training is cut into this many Keras epochs (fewer when train_steps has no such divisor), each
+# ending in a validation on eval_steps / epochs batches: the same steps in all, and a curve of
+# CURVE_POINTS points in the TensorBoard logs (the run report plots them) instead of one point.
+CURVE_POINTS = 10
+
+
+def epoch_plan(train_steps: int, eval_steps: int):
+    """(epochs, steps per epoch, validation steps per epoch): exactly train_steps training steps."""
+    epochs = max(d for d in range(1, min(CURVE_POINTS, train_steps) + 1) if train_steps % d == 0)
+    return epochs, train_steps // epochs, max(1, eval_steps // epochs)
+
+
 def train_and_export(job: TrainerJob, strategy, export_dir: str, *, is_chief: bool = True) -> None:
     """Trains under ``strategy`` and exports into ``export_dir`` (a Format-Serving folder) and beside it."""
     config = job.config
@@ -90,6 +102,7 @@ def train_and_export(job: TrainerJob, strategy, export_dir: str, *, is_chief: bo
     with strategy.scope():
         model = build_user_model(user, inputs.model_inputs(user, tf_transform_output), options.learning_rate)
     callbacks = [keras.callbacks.TensorBoard(log_dir=job.model_run_dir)] if is_chief else []
+    epochs, steps_per_epoch, validation_steps = epoch_plan(job.train_steps, job.eval_steps)
     if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
         # The coordinator hands each worker a dataset it builds itself (DatasetCreator).
         def dataset_fn(input_context):
@@ -97,13 +110,13 @@ def train_and_export(job: TrainerJob, strategy, export_dir: str, *, is_chief: bo
                                              input_context.get_per_replica_batch_size(global_batch))
 
         train_ds = keras.utils.experimental.DatasetCreator(dataset_fn)
-        model.fit(train_ds, epochs=1, steps_per_epoch=job.train_steps, verbose=2, callbacks=callbacks)
+        model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=2, callbacks=callbacks)
     else:
         train_ds = inputs.make_input_dataset(job.train_files, tf_transform_output, user, global_batch,
                                              cache=options.input_cache)
         eval_ds = inputs.make_input_dataset(job.eval_files, tf_transform_output, user, global_batch, shuffle=False)
-        model.fit(train_ds, epochs=1, steps_per_epoch=job.train_steps, validation_data=eval_ds,
-                  validation_steps=job.eval_steps, verbose=2, callbacks=callbacks)
+        model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=eval_ds,
+                  validation_steps=validation_steps, verbose=2, callbacks=callbacks)
     model_uri = os.path.dirname(export_dir.rstrip("/"))
     # QAT clones the model, so it runs before export_serving_model attaches the tf.Transform layer.
     # (The config rejects QAT with parameter_server.)

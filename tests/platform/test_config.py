@@ -1,4 +1,6 @@
 """The one config: loading, overrides, and everything rejected before any work."""
+import os
+
 import pytest
 
 from pipeline.config import CONFIG_DIR, ConfigError, load_config
@@ -46,6 +48,19 @@ def test_beam_preset_flags_come_first_and_beam_args_override_them():
     cfg = load_config(overrides=["beam_preset=multi_processing", "beam_args=[--direct_num_workers=2]"])
     assert cfg.resolved_beam_args == ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     assert load_config().resolved_beam_args == ["--direct_running_mode=in_memory"]
+
+
+def test_on_the_direct_runner_tfxp_run_names_this_project_as_the_beam_workers_dependency():
+    """Without a dependency flag, each TFX Beam executor builds an sdist of TFX that DirectRunner never uses."""
+    from pipeline.config import PROJECT_ROOT
+    from pipeline.local_runner import local_beam_args
+    assert local_beam_args(load_config()) == ["--direct_running_mode=in_memory",
+                                              f"--setup_file={os.path.join(PROJECT_ROOT, 'setup.py')}"]
+    given = load_config(overrides=["beam_args=[--extra_package=/wheels/mine.tar.gz]"])
+    assert local_beam_args(given) == given.resolved_beam_args
+    remote = load_config(overrides=["beam_preset=dataflow",
+                                    "beam_args=[--project=p, --region=europe-west1, --temp_location=gs://b/tmp]"])
+    assert local_beam_args(remote) == remote.resolved_beam_args
 
 
 def test_remote_beam_preset_names_the_flags_it_still_needs():

@@ -198,5 +198,5 @@ def test_cli_without_a_csv_says_where_to_give_one(tmp_path, capsys):
 def test_run_without_tfrecords_or_a_csv_says_how_to_make_them(tmp_path, capsys):
     assert cli.main(["run", "--config", _config(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert f"data_root {tmp_path / 'data'} has no TFRecords" in err and "tfxp data --csv" in err
+    assert f"data_root {tmp_path / 'data'} does not exist" in err and "tfxp data --csv" in err
     assert not (tmp_path / "data").exists()

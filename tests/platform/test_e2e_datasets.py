@@ -113,7 +113,7 @@ def test_a_preprocessing_fn_that_forgets_the_label_stops_the_run_with_one_clear_
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump({
         "pipeline_name": "forgetful", "user_package": "forgetful", "source_csv": csv_path,
-        "data_root": str(tmp_path / "data"), "output_root": str(tmp_path / "runs"),
+        "data_root": str(tmp_path / "runs" / "data"), "output_root": str(tmp_path / "runs"),
         "training": {"train_steps": 5, "eval_steps": 1}, "tflite": {"enabled": False}}))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONPATH=str(tmp_path / "pkg") + os.pathsep + os.environ.get("PYTHONPATH", ""))

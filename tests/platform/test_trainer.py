@@ -144,3 +144,11 @@ def test_build_model_must_compile_the_model(workspace, tmp_path, monkeypatch):
     monkeypatch.setattr(type(user), "model_module", lambda self: NotCompiling)
     with pytest.raises(ValueError, match="build_model must compile the model"):
         trainer.build_user_model(user, [], 0.001)
+
+
+def test_training_is_cut_into_epochs_that_validate_for_the_curves_with_the_same_steps_in_all():
+    from components.training.trainer import epoch_plan
+    assert epoch_plan(1000, 100) == (10, 100, 10)   # 10 validations of 10 batches: a 10-point curve
+    assert epoch_plan(60, 10) == (10, 6, 1)
+    assert epoch_plan(7, 3) == (7, 1, 1)
+    assert epoch_plan(13, 5) == (1, 13, 5)          # a prime step count: one epoch, exactly 13 steps

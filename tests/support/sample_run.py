@@ -10,7 +10,7 @@ from pipeline.config import load_config
 
 def write_config(tmp_path, csv_path, name="e2e", **extra):
     config = {
-        "pipeline_name": name, "source_csv": csv_path, "data_root": str(tmp_path / "data"), "shards": 2,
+        "pipeline_name": name, "source_csv": csv_path, "data_root": str(tmp_path / "runs" / "data"), "shards": 2,
         "output_root": str(tmp_path / "runs"), "schema_path": load_config().resolved_schema_path,
         "training": {"train_steps": 60, "eval_steps": 10, "batch_size": 32},
         "evaluation": {"threshold": 0.5, "max_degradation": 0.5}, **extra,
