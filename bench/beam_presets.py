@@ -50,7 +50,10 @@ def main(argv=None):
     ratio = results["multi_processing"]["wall_seconds"] / results["in_memory"]["wall_seconds"]
     faster = "in_memory" if ratio > 1 else "multi_processing"
     print(f"multi_processing / in_memory wall time: {ratio:.2f} -> {faster} is faster on this data and machine")
-    print(f"wrote {write_results('beam_presets', {'train_steps': args.train_steps, 'presets': results, 'ratio_multi_processing_over_in_memory': ratio, 'faster': faster, 'figures': figures_of(results, ratio)})}")
+    path = write_results("beam_presets", {"train_steps": args.train_steps, "presets": results,
+                                          "ratio_multi_processing_over_in_memory": ratio, "faster": faster,
+                                          "figures": figures_of(results, ratio)})
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

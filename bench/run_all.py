@@ -59,7 +59,7 @@ def format_value(value, unit: str) -> str:
     if value is None:
         return "-"
     magnitude = abs(value)
-    text = (f"{value:,.0f}" if magnitude >= 1000 else f"{value:.1f}" if magnitude >= 100 else
+    text = (f"{value:,.0f}" if magnitude >= 1000 else f"{value:.1f}" if magnitude >= 10 else
             f"{value:.2f}" if magnitude >= 0.1 or value == 0 else f"{value:.4f}")
     return text + ("x" if unit == "x" else f" {unit}" if unit else "")
 

@@ -110,7 +110,7 @@ def _store_and_runs(metadata_path: str, pipeline_name: str):
     if not os.path.exists(metadata_path):
         raise FileNotFoundError(f"no run of pipeline {pipeline_name!r}: the metadata file {metadata_path} "
                                 f"does not exist (run `tfxp run` first)")
-    store = run_summary._store(metadata_path)
+    store = run_summary.open_store(metadata_path)
     runs = run_summary.pipeline_runs(store, pipeline_name)
     if not runs:
         raise FileNotFoundError(f"no run of pipeline {pipeline_name!r} in {metadata_path}: run `tfxp run` first")

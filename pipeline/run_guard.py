@@ -54,15 +54,13 @@ def recover_abandoned(metadata_path: str, pipeline_name: str, pipeline_root: str
 
     Returns one description per execution recovered.
     """
-    from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
+
+    from pipeline.run_summary import open_store
 
     if not os.path.exists(metadata_path):
         return []
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
-    store = metadata_store.MetadataStore(config)
+    store = open_store(metadata_path, writable=True)
     pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline is None:
         return []

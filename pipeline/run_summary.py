@@ -7,13 +7,15 @@ from typing import Any, Dict, List, Optional, Tuple
 EXECUTED, CACHED, FAILED = "COMPLETE", "CACHED", "FAILED"
 
 
-def _store(metadata_path: str):
+def open_store(metadata_path: str, writable: bool = False):
+    """The MLMD store in the sqlite file ``metadata_path`` (read-only unless ``writable``)."""
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    mode = metadata_store_pb2.SqliteMetadataSourceConfig
+    config.sqlite.connection_mode = mode.READWRITE if writable else mode.READONLY
     return metadata_store.MetadataStore(config)
 
 
@@ -53,7 +55,7 @@ def latest_run_states(metadata_path: str, pipeline_name: str) -> Dict[str, str]:
     """{node id: 'COMPLETE' | 'CACHED' | 'FAILED' | ...} for the newest run of ``pipeline_name``."""
     from ml_metadata.proto import metadata_store_pb2
 
-    store = _store(metadata_path)
+    store = open_store(metadata_path)
     runs = pipeline_runs(store, pipeline_name)
     if not runs:
         return {}
@@ -71,7 +73,7 @@ def latest_output_artifact(metadata_path: str, pipeline_name: str, node_id: str,
     """``node_id``'s ``output_key`` MLMD artifact in its newest execution (executed or cached), or None."""
     from ml_metadata.proto import metadata_store_pb2
 
-    store = _store(metadata_path)
+    store = open_store(metadata_path)
     node = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
     if node is None:
         return None

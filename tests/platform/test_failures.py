@@ -172,7 +172,7 @@ def _wait_for_state(cfg, node, state, process, timeout=600):
 
 
 def _executions(cfg, node):
-    store = run_summary._store(cfg.resolved_metadata_path)
+    store = run_summary.open_store(cfg.resolved_metadata_path)
     context = store.get_context_by_type_and_name("node", f"{cfg.pipeline_name}.{node}")
     return store.get_executions_by_context(context.id)
 
@@ -228,7 +228,7 @@ def test_the_run_after_a_killed_one_completes_and_marks_the_killed_execution_aba
     assert killed.last_known_state == killed.CANCELED
     assert "stopped before it finished" in killed.custom_properties["abandoned_by"].string_value
     assert not any(path.exists() for path in killed_then_rerun["leftovers"])
-    store = run_summary._store(cfg.resolved_metadata_path)
+    store = run_summary.open_store(cfg.resolved_metadata_path)
     assert not [e for e in store.get_executions() if e.last_known_state in (e.NEW, e.RUNNING)]
     assert predict.latest_version(cfg.serving_model_dir) is not None
 

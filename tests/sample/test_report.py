@@ -25,7 +25,7 @@ STATE_WORDS = {"COMPLETE": "executed", "CACHED": "cached", "FAILED": "failed"}
 
 def _recorded_run(cfg, run_id):
     """({node: MLMD state name}, {(node, output key): uri}) of the run's components, straight from MLMD."""
-    store = run_summary._store(cfg.resolved_metadata_path)
+    store = run_summary.open_store(cfg.resolved_metadata_path)
     in_run = {e.id for e in store.get_executions_by_context(
         store.get_context_by_type_and_name("pipeline_run", run_id).id)}
     resolvers = {t.id for t in store.get_execution_types() if t.name.endswith("Resolver")}
@@ -46,7 +46,7 @@ def _recorded_run(cfg, run_id):
 def first_report(sample_run, tmp_path_factory):
     """(config, run id, page path, page) of the report of the session's first run."""
     _, _, cfg, _ = sample_run
-    run_id = run_summary.pipeline_runs(run_summary._store(cfg.resolved_metadata_path), cfg.pipeline_name)[0].name
+    run_id = run_summary.pipeline_runs(run_summary.open_store(cfg.resolved_metadata_path), cfg.pipeline_name)[0].name
     path = report.write_report(cfg, run_id, str(tmp_path_factory.mktemp("report") / "first.html"))
     with open(path, encoding="utf-8") as f:
         return cfg, run_id, path, f.read()
@@ -104,7 +104,7 @@ def test_the_report_renders_in_a_headless_browser_with_no_errors_and_every_image
 
 def test_tfxp_report_writes_the_newest_runs_page_under_reports_and_points_latest_html_at_it(sample_run, capsys):
     _, _, cfg, _ = sample_run
-    newest = run_summary.pipeline_runs(run_summary._store(cfg.resolved_metadata_path), cfg.pipeline_name)[-1].name
+    newest = run_summary.pipeline_runs(run_summary.open_store(cfg.resolved_metadata_path), cfg.pipeline_name)[-1].name
     assert report.run_report(argparse.Namespace(run=None, output=None), cfg) == 0
     path = os.path.join(cfg.resolved_output_root, "reports", cfg.pipeline_name, f"{newest}.html")
     assert capsys.readouterr().out.strip() == f"wrote the report of run {newest} to {path} (file://{path})"
@@ -115,6 +115,6 @@ def test_tfxp_run_writes_its_runs_report_and_prints_where(sample_run):
     _, _, cfg, result = sample_run
     [line] = [line for line in result.stdout.splitlines() if line.startswith("Run report: ")]
     path = line.split("Run report: ")[1].split(" (open file://")[0]
-    run_id = run_summary.pipeline_runs(run_summary._store(cfg.resolved_metadata_path), cfg.pipeline_name)[0].name
+    run_id = run_summary.pipeline_runs(run_summary.open_store(cfg.resolved_metadata_path), cfg.pipeline_name)[0].name
     assert os.path.dirname(path) == report.default_report_dir(cfg) and os.path.exists(path)
     assert run_id.replace(os.sep, "_") in os.path.basename(path)
