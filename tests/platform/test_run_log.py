@@ -83,3 +83,22 @@ print("after the run")
     assert done.stdout.splitlines()[1:] == ["after the run"]
     assert "a child process writes" not in done.stdout + done.stderr and "library" not in done.stdout
     assert os.readlink(tmp_path / "latest.log") == "run.log"
+
+
+def test_verbose_keeps_everything_on_the_terminal_and_pythons_log_also_in_the_file(tmp_path):
+    script = f"""
+import logging, sys
+sys.path.insert(0, {os.getcwd()!r})
+from pipeline import run_log
+logging.basicConfig(level=logging.INFO)
+with run_log.captured({str(tmp_path / 'run.log')!r}, to_terminal=True) as progress:
+    progress.track(["A"])
+    logging.info("Component A is running.")
+    logging.info("a library says something")
+    logging.info("Component A is finished.")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "a library says something" in done.stderr
+    assert done.stdout.splitlines()[0].split()[:4] == ["[", "1/1]", "A", "executed"]
+    assert "a library says something" in (tmp_path / "run.log").read_text()
