@@ -8,11 +8,11 @@ collects into one table:
 
 ``target`` is null when the figure has none (then ``met`` is null too).
 """
+import contextlib
 import json
 import math
 import os
 import platform
-import signal
 import time
 from typing import Optional
 
@@ -52,32 +52,17 @@ def figure(name: str, value, unit: str, target=None, better: str = "lower") -> d
             "met": target_met(value, target, better)}
 
 
-def descendants(pid: int) -> list:
-    """Process ids under ``pid`` at any depth (from /proc: Linux), whatever their session or process group."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def kill_tree(process) -> None:
     """Stops a subprocess.Popen and every process it started (a model server in its own session too)."""
-    for pid in [process.pid] + descendants(process.pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    import psutil
+
+    try:
+        tree = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        tree = []
+    for child in [process] + tree:
+        with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
+            child.kill()
     process.wait()
 
 

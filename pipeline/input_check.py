@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import zlib
-from typing import Dict, List, Sequence
+from typing import Dict, List
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +171,7 @@ def _read_stamps(path: str) -> Dict[str, list]:
 
 
 def _write_stamps(path: str, stamps: Dict[str, list]) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(stamps, f)
-    os.replace(path + ".tmp", path)
+    from serving.release import write_text_atomically
+
+    write_text_atomically(path, json.dumps(stamps))
 

@@ -35,11 +35,6 @@ def stage_schema(cfg: PipelineConfig) -> str:
     return dst
 
 
-def has_tfrecords(data_root: str) -> bool:
-    return all(os.path.isdir(os.path.join(data_root, s)) and os.listdir(os.path.join(data_root, s))
-               for s in ("train", "eval"))
-
-
 def _is_within(path: str, folder: str) -> bool:
     path, folder = os.path.realpath(path), os.path.realpath(folder)
     return os.path.commonpath([path, folder]) == folder
@@ -52,11 +47,16 @@ def ensure_data(cfg: PipelineConfig) -> None:
     and owns (the sample's). An empty or missing data_root anywhere else is the user's data that is
     not there, and converting the configured CSV into it would train on the wrong data.
     """
-    from pipeline.input_check import InputError
+    from pipeline.input_check import InputError, split_files
 
     root = cfg.resolved_data_root
-    if "://" in root or has_tfrecords(root):
+    if "://" in root:
         return
+    try:
+        split_files(root)
+        return
+    except InputError:
+        pass
     state = "does not exist" if not os.path.exists(root) else "has no TFRecords (train/*, eval/*)"
     how = f"write them with `tfxp data --csv YOUR.csv --output {root}`"
     if cfg.source_csv is None:

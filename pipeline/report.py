@@ -25,6 +25,8 @@ import sys
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from pipeline import run_summary
+from pipeline.run_log import point_latest
+from serving.release import write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -685,21 +687,6 @@ def render_report(run: Run, cfg) -> str:
     return environment.get_template("report.html.j2").render(**context)
 
 
-def _write_atomically(path: str, text: str) -> None:
-    """A reader (a browser reloading the page) sees the old page or the new one, never half of one."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(temporary, path)
-
-
-def _point_latest(folder: str, name: str) -> None:
-    link, temporary = os.path.join(folder, "latest.html"), os.path.join(folder, f".latest.html.tmp-{os.getpid()}")
-    os.symlink(name, temporary)  # relative: the folder can move
-    os.replace(temporary, link)
-
-
 def default_report_dir(cfg) -> str:
     return os.path.join(cfg.resolved_output_root, "reports", cfg.pipeline_name)
 
@@ -715,9 +702,9 @@ def write_report(cfg, run_id: Optional[str] = None, output: Optional[str] = None
         log.info("reporting run %s of %r (%d components)", run.run_id, run.pipeline_name, len(run.components))
         html = render_report(run, cfg)
     path = output or os.path.join(default_report_dir(cfg), f"{run.run_id.replace(os.sep, '_')}.html")
-    _write_atomically(path, html)
+    write_text_atomically(path, html)  # a browser reloading the page sees the old one or the new one
     if output is None and run.is_latest:
-        _point_latest(os.path.dirname(path), os.path.basename(path))
+        point_latest(os.path.join(os.path.dirname(path), "latest.html"), path)
     return path
 
 

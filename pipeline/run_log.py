@@ -110,6 +110,13 @@ class Progress(logging.Handler):
         super().close()
 
 
+def point_latest(link: str, target: str) -> None:
+    """Points the symlink ``link`` at ``target`` (relative: the folder can move), replacing it atomically."""
+    temporary = f"{link}.tmp-{os.getpid()}"
+    os.symlink(os.path.relpath(target, os.path.dirname(link)), temporary)
+    os.replace(temporary, link)
+
+
 def log_path_for(output_root: str, pipeline_name: str) -> str:
     return os.path.join(output_root, "logs", pipeline_name, time.strftime("%Y%m%d-%H%M%S") + ".log")
 
@@ -121,11 +128,7 @@ def captured(log_path: str, *, to_terminal: bool = False) -> Iterator[Progress]:
     ``to_terminal`` (--verbose): everything stays on the terminal, as before, with progress lines added.
     """
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    latest = os.path.join(os.path.dirname(log_path), "latest.log")
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(latest)
-    with contextlib.suppress(OSError):
-        os.symlink(os.path.basename(log_path), latest)
+    point_latest(os.path.join(os.path.dirname(log_path), "latest.log"), log_path)
     root = logging.getLogger()
     if to_terminal:  # Python's logging goes to the file as well (C++ and child processes only to the terminal)
         progress, file_handler = Progress(sys.stdout, echo_to_log=False), logging.FileHandler(log_path)
