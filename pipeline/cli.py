@@ -36,19 +36,32 @@ def _load(args):
 
 
 def cmd_data(args) -> int:
-    from data import tfrecords
+    from data import synth, tfrecords
 
     csv_path, output = args.csv, args.output
     cfg = _load(args)
     csv_path = csv_path or cfg.resolved_source_csv
-    output = output or cfg.resolved_data_root
     if csv_path is None:
         raise tfrecords.DataError(f"no CSV to convert: pass --csv, or set source_csv in {args.config}")
-    result = tfrecords.convert_csv(csv_path, output, features=cfg.user_code.features, shards=args.shards,
-                                   compression=args.compression, eval_percent=args.eval_percent,
-                                   key_column=args.key_column)
+    features = cfg.user_code.features
+    if args.write_csv and not args.scale:
+        raise tfrecords.DataError("--write-csv writes synthetic rows: give their number with --scale N")
+    if args.scale and args.write_csv:
+        table = synth.synthesize(csv_path, args.scale, features, seed=args.seed)
+        path = synth.write_csv(table, args.write_csv)
+        print(f"wrote {table.num_rows} synthetic rows resampled from {csv_path} (seed {args.seed}) to {path}")
+        return 0
+    output = output or cfg.resolved_data_root
+    convert = dict(features=features, shards=args.shards, compression=args.compression,
+                   eval_percent=args.eval_percent, key_column=args.key_column)
+    if args.scale:
+        result = synth.convert_synthetic(csv_path, args.scale, output, seed=args.seed, **convert)
+    else:
+        result = tfrecords.convert_csv(csv_path, output, **convert)
+    rate = result.total_rows / max(result.seconds, 1e-9)
     print(f"wrote {result.rows['train']} train and {result.rows['eval']} eval examples "
-          f"({args.shards} shards per split, compression {args.compression}) to {result.output_dir}")
+          f"({args.shards} shards per split, compression {args.compression}) to {result.output_dir} "
+          f"in {result.seconds:.1f} s ({rate:,.0f} rows/s)")
     return 0
 
 
@@ -152,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-percent", type=int, default=33, help="share of rows in eval (default 33)")
     p.add_argument("--key-column", default=None,
                    help="column whose value decides the split (default: the whole row)")
+    p.add_argument("--scale", type=int, default=None, metavar="N",
+                   help="load tests only: write N synthetic rows resampled from the CSV, numeric columns "
+                        "jittered (not real data)")
+    p.add_argument("--seed", type=int, default=0, help="--scale: the random seed (same seed, same rows)")
+    p.add_argument("--write-csv", default=None, metavar="PATH",
+                   help="--scale: write the synthetic rows as a CSV at PATH instead of TFRecords")
     _add_config_args(p)
     p.set_defaults(func=cmd_data)
 

@@ -64,6 +64,16 @@ def expand_patterns(file_pattern: Union[str, Sequence[str]]) -> List[str]:
     return files
 
 
+def count_records(file_pattern) -> int:
+    """How many records the gzip'd TFRecord files hold (one read, shards in parallel)."""
+    files = expand_patterns(file_pattern)
+    dataset = tf.data.Dataset.from_tensor_slices(files).interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
+        cycle_length=len(files), num_parallel_calls=tf.data.AUTOTUNE)
+    sizes = dataset.batch(8192).map(lambda batch: tf.shape(batch, out_type=tf.int64)[0])
+    return int(sizes.reduce(tf.constant(0, tf.int64), lambda total, n: total + n))
+
+
 def check_label(user: UserCode, tf_transform_output) -> None:
     """preprocessing_fn must output the label the task names: say so clearly when it does not."""
     spec = tf_transform_output.transformed_feature_spec()

@@ -7,7 +7,7 @@ builds it, ``TrainerJobConfig.from_custom_config`` reads it back. No TensorFlow 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 # Strategies, by the name the config uses (components/training/strategy.py builds them).
 STRATEGIES = {
@@ -25,6 +25,10 @@ MULTI_PROCESS_STRATEGIES = ("multi_worker_mirrored", "parameter_server")
 @dataclasses.dataclass
 class TrainingOptions:
     train_steps: int = 1000
+    # The training budget in passes over the train split instead (null: train_steps decides). The
+    # Trainer counts the train split's examples and trains ceil(epochs x examples / global batch)
+    # steps, so the budget follows the data: 1000 steps of 64 are 6% of a 1M-row train split.
+    train_epochs: Optional[float] = None
     eval_steps: int = 100
     batch_size: int = 64            # per replica; the global batch is this x replicas
     learning_rate: float = 0.001
@@ -44,6 +48,9 @@ class TrainingOptions:
                      "worker_timeout_seconds"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"training.{name} must be at least 1, got {getattr(self, name)}")
+        if self.train_epochs is not None and not float(self.train_epochs) > 0:
+            raise ValueError(f"training.train_epochs must be > 0 (or null: train_steps decides), "
+                             f"got {self.train_epochs}")
         if self.learning_rate <= 0:
             raise ValueError(f"training.learning_rate must be > 0, got {self.learning_rate}")
         if self.strategy not in STRATEGIES:

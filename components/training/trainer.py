@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from typing import Any, Dict, List
 
@@ -88,6 +89,18 @@ def epoch_plan(train_steps: int, eval_steps: int):
     return epochs, train_steps // epochs, max(1, eval_steps // epochs)
 
 
+def training_steps(job: TrainerJob, global_batch: int) -> int:
+    """train_steps, or the steps of training.train_epochs passes over the train split."""
+    epochs = job.config.options.train_epochs
+    if not epochs:
+        return job.train_steps
+    examples = inputs.count_records(job.train_files)
+    steps = max(1, math.ceil(float(epochs) * examples / global_batch))
+    log.info("training for %g epoch(s) of %d train examples in batches of %d: %d steps", epochs, examples,
+             global_batch, steps)
+    return steps
+
+
 def train_and_export(job: TrainerJob, strategy, export_dir: str, *, is_chief: bool = True) -> None:
     """Trains under ``strategy`` and exports into ``export_dir`` (a Format-Serving folder) and beside it."""
     config = job.config
@@ -102,7 +115,7 @@ def train_and_export(job: TrainerJob, strategy, export_dir: str, *, is_chief: bo
     with strategy.scope():
         model = build_user_model(user, inputs.model_inputs(user, tf_transform_output), options.learning_rate)
     callbacks = [keras.callbacks.TensorBoard(log_dir=job.model_run_dir)] if is_chief else []
-    epochs, steps_per_epoch, validation_steps = epoch_plan(job.train_steps, job.eval_steps)
+    epochs, steps_per_epoch, validation_steps = epoch_plan(training_steps(job, global_batch), job.eval_steps)
     if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
         # The coordinator hands each worker a dataset it builds itself (DatasetCreator).
         def dataset_fn(input_context):

@@ -210,3 +210,42 @@ def test_the_side_by_side_table_aligns_components_by_role_and_marks_cached_ones(
     infra = next(line for line in lines if line.startswith("infra_validator"))
     assert infra.split()[-2:] == ["4.0", "-"]
     assert lines[-1].startswith("wall time of the process") and lines[-1].split()[-2:] == ["30.0", "30.0"]
+
+
+# -- the scale benchmark ---------------------------------------------------------------------------
+
+def test_the_scale_benchmark_samples_the_memory_of_the_whole_process_tree(tmp_path):
+    import sys
+
+    from bench import scale_bench
+
+    # a child that holds ~300 MB while its parent holds little: only the tree's sum sees it
+    child = "import time; block = bytearray(300 * 2**20); time.sleep(2.5)"
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}], check=True)"
+    run = scale_bench.sampled_run("memory", [sys.executable, "-c", parent], str(tmp_path / "run.log"))
+    assert run["peak_bytes"] > 300 * 2 ** 20
+    assert len(run["samples"]) >= 3 and run["wall_seconds"] >= 2.5
+
+
+def test_a_failed_scaled_run_names_its_log(tmp_path):
+    import sys
+
+    from bench import scale_bench
+
+    with pytest.raises(pipeline_bench.RunFailed, match="run.log"):
+        scale_bench.sampled_run("failing", [sys.executable, "-c", "raise SystemExit(3)"], str(tmp_path / "run.log"))
+
+
+def test_the_scale_figures_hold_the_targets_at_a_million_rows():
+    from bench import scale_bench
+
+    runs = {15_002: {"wall_seconds": 100.0, "peak_bytes": 2 * 2 ** 30},
+            100_000: {"wall_seconds": 200.0, "peak_bytes": 3 * 2 ** 30},
+            1_000_000: {"wall_seconds": 1600.0, "peak_bytes": 9 * 2 ** 30}}
+    figures = {f["name"]: f for f in scale_bench.figures_of(runs)}
+    growth = figures["time(1,000,000 rows) / time(100,000 rows) (10.0x the rows)"]
+    assert (growth["value"], growth["target"], growth["met"]) == (8.0, 10.0, True)
+    memory = figures["whole pipeline at 1,000,000 rows: peak memory (process tree RSS)"]
+    assert (memory["value"], memory["target"], memory["met"]) == (9.0, 8.0, False)
+    assert figures["whole pipeline at 100,000 rows: peak memory (process tree RSS)"]["target"] is None
+    assert figures["time(100,000 rows) / time(15,002 rows) (6.7x the rows)"]["target"] is None

@@ -200,3 +200,97 @@ def test_run_without_tfrecords_or_a_csv_says_how_to_make_them(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"data_root {tmp_path / 'data'} does not exist" in err and "tfxp data --csv" in err
     assert not (tmp_path / "data").exists()
+
+
+# -- the vectorized path: values Arrow cannot cast, errors in later blocks, and the row-by-row rules ---
+
+def test_values_arrow_does_not_cast_follow_the_row_by_row_rules(tmp_path):
+    header, (line1, line2) = _header_and_lines()
+    line1[header.index("weekday")] = "3.0"  # a whole number written as a float is an int64
+    line2[header.index("weekday")] = " 4"   # Python's int() takes surrounding spaces
+    (tmp_path / "in.csv").write_text("\n".join(",".join(x) for x in [header, line1, line2]) + "\n")
+    _convert(tmp_path / "in.csv", tmp_path / "out", shards=1)
+    weekdays = sorted(ex["weekday"] for ex in tfrecords.read_examples(str(tmp_path / "out" / "*" / "*")))
+    assert weekdays == [[3], [4]]
+
+
+def test_an_error_after_many_blocks_and_a_multi_line_cell_names_its_line(tmp_path):
+    header, lines = _header_and_lines(40)
+    city = header.index("city")
+    lines[3][city] = '"two\nlines"'  # one row over two lines: row numbers and line numbers differ from here
+    lines[37][header.index("income")] = "lots"
+    text = "\n".join(",".join(x) for x in [header] + lines) + "\n"
+    (tmp_path / "bad.csv").write_text(text)
+    source = tfrecords._csv_source(str(tmp_path / "bad.csv"), FEATURES, block_bytes=256)  # many small blocks
+    with pytest.raises(tfrecords.DataError) as err:
+        tfrecords._convert(source, str(tmp_path / "out"), features=FEATURES, shards=1, compression="none",
+                           eval_percent=33, key_column=None, progress_every_seconds=60)
+    assert f"{tmp_path / 'bad.csv'}, line 40, column 'income'" in str(err.value) and "'lots'" in str(err.value)
+    assert os.listdir(tmp_path) == ["bad.csv"]
+
+
+def test_a_row_with_too_few_cells_names_its_line(tmp_path):
+    header, (line1, line2) = _header_and_lines()
+    _assert_fails_cleanly(tmp_path, "\n".join(",".join(x) for x in [header, line1, line2[:-2]]) + "\n",
+                          "line 3", f"expected {len(header)} cells")
+
+
+def test_the_vectorized_path_splits_rows_as_the_row_hash_does(tmp_path):
+    csv_path = _csv(tmp_path, 400)
+    result = _convert(csv_path, tmp_path / "out", shards=2, eval_percent=40)
+    rows = _csv_rows(csv_path)
+    with open(csv_path, newline="") as f:
+        raw = list(csv.reader(f))[1:]
+    expected_eval = sum(tfrecords.split_for(",".join(cells), 40) == "eval" for cells in raw)
+    assert result.rows == {"train": len(rows) - expected_eval, "eval": expected_eval}
+
+
+# -- synthetic data at scale ------------------------------------------------------------------------
+
+def test_synthetic_rows_are_resampled_jittered_and_reproducible(tmp_path):
+    from data import synth
+
+    csv_path = _csv(tmp_path, 200)
+    table = synth.synthesize(csv_path, 5000, FEATURES, seed=7)
+    again = synth.synthesize(csv_path, 5000, FEATURES, seed=7)
+    other = synth.synthesize(csv_path, 5000, FEATURES, seed=8)
+    assert table.num_rows == 5000 and table.equals(again) and not table.equals(other)
+    source = {name: [row[name] for row in _csv_rows(csv_path)] for name in table.column_names}
+    by_name = F.by_name(FEATURES)
+    for name in table.column_names:
+        values = table.column(name).to_pylist()
+        feature = by_name.get(name)
+        if feature is None:
+            continue
+        if synth.is_jittered(feature):
+            given = [float(v) for v in source[name] if v != ""]
+            made = [float(v) for v in values if v is not None]
+            assert len(set(made)) > len(set(given)), f"{name} is jittered into new values"
+            assert min(given) <= min(made) and max(made) <= max(given), f"{name} stays in the observed range"
+            if feature.dtype == F.INT64:
+                assert all(v.lstrip("-").isdigit() for v in values if v is not None)
+        else:
+            assert set(values) - {None} <= set(source[name]), f"{name} is copied as it is"
+        empty_share = sum(v is None for v in values) / len(values)
+        source_share = sum(v == "" for v in source[name]) / len(source[name])
+        assert abs(empty_share - source_share) < 0.03, f"{name} keeps its share of empty cells"
+
+
+def test_cli_scale_writes_tfrecords_or_a_csv(tmp_path, capsys):
+    csv_path = _csv(tmp_path, 100)
+    assert cli.main(["data", "--config", _config(tmp_path), "--csv", csv_path, "--scale", "3000",
+                     "--shards", "2"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert len(tfrecords.read_examples(str(tmp_path / "data" / "*" / "*"))) == 3000
+    out_csv = tmp_path / "big" / "synthetic.csv"
+    assert cli.main(["data", "--config", _config(tmp_path), "--csv", csv_path, "--scale", "2500",
+                     "--seed", "3", "--write-csv", str(out_csv)]) == 0
+    assert len(_csv_rows(out_csv)) == 2500 and os.listdir(out_csv.parent) == ["synthetic.csv"]
+    # the written CSV converts like any other
+    assert _convert(out_csv, tmp_path / "from_csv", shards=1).total_rows == 2500
+
+
+def test_cli_write_csv_needs_scale(tmp_path, capsys):
+    assert cli.main(["data", "--config", _config(tmp_path), "--csv", _csv(tmp_path, 10),
+                     "--write-csv", str(tmp_path / "x.csv")]) == 2
+    assert "--scale" in capsys.readouterr().err

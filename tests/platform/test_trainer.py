@@ -152,3 +152,18 @@ def test_training_is_cut_into_epochs_that_validate_for_the_curves_with_the_same_
     assert epoch_plan(60, 10) == (10, 6, 1)
     assert epoch_plan(7, 3) == (7, 1, 1)
     assert epoch_plan(13, 5) == (1, 13, 5)          # a prime step count: one epoch, exactly 13 steps
+
+
+def test_an_epoch_budget_becomes_the_steps_of_that_many_passes_over_the_train_split(workspace):
+    transformed = workspace.transformed("synth_binary")
+    train_rows = len(transformed["rows"]["train"])
+    assert inputs.count_records(transformed["files"]["train"]) == train_rows
+
+    def job(**training):
+        return trainer.TrainerJob(train_files=[transformed["files"]["train"]], eval_files=[], transform_output="",
+                                  model_run_dir="", serving_model_dir="", train_steps=1000, eval_steps=10,
+                                  custom_config={"training": training, "user_package": "synth_binary"})
+
+    assert trainer.training_steps(job(), 64) == 1000                       # no epochs: train_steps decides
+    assert trainer.training_steps(job(train_epochs=1), 64) == -(-train_rows // 64)
+    assert trainer.training_steps(job(train_epochs=2.5), 32) == -(-int(2.5 * train_rows) // 32)
