@@ -107,13 +107,14 @@ def make_data(cfg, rows: int, directory: str) -> Dict:
     return {"rows": result.rows, "convert_seconds": result.seconds}
 
 
-def run_size(cfg, rows: int, tmp: str, logs: str) -> Dict:
+def run_size(cfg, rows: int, tmp: str, logs: str, preset: str = None) -> Dict:
     data_root = os.path.join(tmp, f"data-{rows}")
     output_root = os.path.join(tmp, f"run-{rows}")
     print(f"{rows:,} rows", flush=True)
     data = make_data(cfg, rows, data_root)
     print(f"  data: {data['rows']} in {data['convert_seconds']:.1f} s", flush=True)
     overrides = [f"data_root={data_root}", f"output_root={output_root}", "training.train_epochs=1"]
+    overrides += [f"beam_preset={preset}"] if preset else []
     command = tfxp() + ["run", "--no-data"] + [arg for o in overrides for arg in ("--set", o)]
     run = sampled_run(f"tfxp run, {rows:,} rows", command, os.path.join(logs, f"scale-{rows}.log"))
     components = component_times(load_config(overrides=overrides).resolved_metadata_path, cfg.pipeline_name)
@@ -160,6 +161,7 @@ def main(argv=None):
     parser.add_argument("--million", action="store_true", default=os.environ.get("BENCH_MILLION") == "1",
                         help="also run 1,000,000 rows (long on 2 cores)")
     parser.add_argument("--keep", metavar="DIR", help="run in DIR and keep the outputs")
+    parser.add_argument("--preset", default=None, help="beam_preset for every run (default: the config's)")
     args = parser.parse_args(argv)
     sizes = sorted({int(s) for s in args.sizes.split(",") if s} | ({MILLION} if args.million else set()))
     cfg = load_config()
@@ -171,7 +173,7 @@ def main(argv=None):
     runs = {}
     try:
         for rows in sizes:
-            runs[rows] = run_size(cfg, rows, tmp, logs)
+            runs[rows] = run_size(cfg, rows, tmp, logs, args.preset)
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -182,6 +184,7 @@ def main(argv=None):
     for f in figures:
         print(f"{f['name']}: {f['value']:.2f} {f['unit']}" + (f" (target {f['target']})" if f["target"] else ""))
     path = write_results("scale", {"sizes": sizes, "training_budget": "training.train_epochs=1",
+                                   "beam_preset": args.preset or cfg.beam_preset,
                                    "runs": {str(rows): run for rows, run in runs.items()}, "figures": figures})
     print(f"wrote {path}")
 

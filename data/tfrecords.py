@@ -174,11 +174,7 @@ def read_csv_rows(f: TextIO, source: str,
         header = next(reader)
     except StopIteration:
         raise DataError(f"{source}: the file is empty (expected a header line naming the columns)") from None
-    missing = [name for name in required if name not in header]
-    if missing:
-        raise DataError(
-            f"{source}, line 1 (header): missing column(s) {', '.join(missing)}; "
-            f"the feature list declares them. Header has: {', '.join(header)}")
+    _check_header(header, required, source)
     index = {name: i for i, name in enumerate(header)}
     for cells in reader:
         line = reader.line_num
@@ -217,8 +213,8 @@ class _Source:
     where: Any  # row index (from 0, over all batches) -> "file, line N"
 
 
-def _check_header(header: Sequence[str], features: Sequence[features_lib.Feature], source: str) -> None:
-    missing = [feat.name for feat in features if feat.name not in header]
+def _check_header(header: Sequence[str], required: Sequence[str], source: str) -> None:
+    missing = [name for name in required if name not in header]
     if missing:
         raise DataError(
             f"{source}, line 1 (header): missing column(s) {', '.join(missing)}; "
@@ -247,7 +243,7 @@ def _locate_parse_error(csv_path: str, features, error: Exception) -> DataError:
     except DataError as located:
         return located
     except UnicodeDecodeError as bad:
-        return DataError(f"{csv_path}: not UTF-8 text (byte {bad.start} of the file is {bad.object[bad.start]:#x})")
+        return DataError(f"{csv_path}: not UTF-8 text ({bad.reason}: byte {bad.object[bad.start]:#x})")
     return DataError(f"{csv_path}: {str(error).splitlines()[0]}")
 
 
@@ -257,14 +253,15 @@ def _csv_source(csv_path: str, features: Sequence[features_lib.Feature], block_b
 
     if not os.path.exists(csv_path):
         raise DataError(f"{csv_path}: file not found")
+    with open(csv_path, "rb") as f:
+        first_line = f.readline()
     try:
-        with open(csv_path, newline="", encoding="utf-8") as f:
-            header = next(csv.reader(f), None)
+        header = next(csv.reader([first_line.decode("utf-8")]), None)
     except UnicodeDecodeError as bad:
-        raise DataError(f"{csv_path}, line 1 (header): not UTF-8 text") from bad
+        raise DataError(f"{csv_path}, line 1 (header): not UTF-8 text ({bad.reason})") from None
     if not header:
         raise DataError(f"{csv_path}: the file is empty (expected a header line naming the columns)")
-    _check_header(header, features, csv_path)
+    _check_header(header, [feat.name for feat in features], csv_path)
     try:
         reader = pa_csv.open_csv(
             csv_path,
@@ -330,8 +327,11 @@ def _row_hashes(batch, key_column: Optional[str]):
         keys = pc.fill_null(batch.column(key_column), "")
     else:
         keys = pc.binary_join_element_wise(*batch.columns, ",", null_handling="replace", null_replacement="")
+    keys = keys.cast(pa.large_binary())  # int64 offsets, read straight from Arrow's buffers
+    offsets = np.frombuffer(keys.buffers()[1], dtype=np.int64)[keys.offset:keys.offset + len(keys) + 1].tolist()
+    data = memoryview(keys.buffers()[2] or b"")
     md5 = hashlib.md5
-    digests = b"".join(md5(key).digest()[:8] for key in keys.cast(pa.binary()).to_pylist())
+    digests = b"".join([md5(data[a:b]).digest()[:8] for a, b in zip(offsets, offsets[1:])])
     return np.frombuffer(digests, dtype="<u8")
 
 

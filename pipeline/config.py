@@ -55,12 +55,27 @@ BEAM_PRESETS: Dict[str, List[str]] = {
     # and an SDK harness (--environment_type=EXTERNAL|DOCKER as for Flink); offline, also
     # --spark_job_server_jar=<path>.
     "spark": ["--runner=SparkRunner"],
+    # The path Flink and Spark take, on this machine: Beam's portable Job API, with SDK workers in
+    # other processes started by an EXTERNAL worker pool. `tfxp run` starts Beam's Python job service
+    # and a worker pool on loopback for the run and adds --job_endpoint and --environment_config
+    # (pipeline/beam_services.py); local runs only (tfxp compile refuses it).
+    "portable": ["--runner=PortableRunner", "--environment_type=EXTERNAL"],
 }
+# Presets whose services live beside `tfxp run`: nothing a Kubeflow step could reach.
+LOCAL_ONLY_PRESETS = ("portable",)
 BEAM_REQUIRED_FLAGS: Dict[str, List[str]] = {
     "dataflow": ["--project", "--region", "--temp_location"],
     "flink": ["--flink_master", "--environment_type"],
     "spark": ["--spark_master_url", "--environment_type"],
 }
+
+
+def merge_beam_args(*groups: Sequence[str]) -> List[str]:
+    """The flags of every group, in order; a flag given again overrides the earlier one, in its place."""
+    merged: Dict[str, str] = {}
+    for arg in (arg for group in groups for arg in group):
+        merged[arg.split("=", 1)[0]] = arg
+    return list(merged.values())
 
 
 @dataclasses.dataclass
@@ -186,10 +201,7 @@ class PipelineConfig:
     @property
     def resolved_beam_args(self) -> List[str]:
         """The preset's flags, then ``beam_args`` (a later flag overrides an earlier one)."""
-        merged: Dict[str, str] = {}
-        for arg in BEAM_PRESETS[self.beam_preset] + list(self.beam_args):
-            merged[arg.split("=", 1)[0]] = arg
-        return list(merged.values())
+        return merge_beam_args(BEAM_PRESETS[self.beam_preset], self.beam_args)
 
     # -- validation -------------------------------------------------------
     def validate(self) -> None:

@@ -13,13 +13,16 @@ import shutil
 import tempfile
 from typing import Optional
 
-from pipeline.config import ConfigError, PipelineConfig
+from pipeline.config import LOCAL_ONLY_PRESETS, ConfigError, PipelineConfig
 
 log = logging.getLogger(__name__)
 
 
 def compile_pipeline(cfg: PipelineConfig, output_path: str) -> str:
     """Writes the PipelineSpec YAML to ``output_path`` (atomically) and returns the path."""
+    if cfg.beam_preset in LOCAL_ONLY_PRESETS:
+        raise ConfigError(f"beam_preset {cfg.beam_preset}: its job service and worker pool run beside tfxp run, "
+                          f"not in a Kubeflow step; use multi_processing, dataflow, flink or spark")
     from tfx import v1 as tfx
 
     from pipeline.pipeline import create_pipeline

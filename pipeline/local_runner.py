@@ -1,4 +1,4 @@
-"""Runs the pipeline locally: LocalDagRunner on Beam's DirectRunner (`tfxp run`)."""
+"""Runs the pipeline locally: LocalDagRunner on Beam's DirectRunner, or on Beam's portable job service (`tfxp run`)."""
 from __future__ import annotations
 
 import hashlib
@@ -82,21 +82,23 @@ def check_input(cfg: PipelineConfig) -> dict:
 # Beam's DirectRunner never stages.
 _DEPENDENCY_FLAGS = ("--extra_package", "--setup_file", "--requirements_file", "--sdk_container_image",
                      "--worker_harness_container_image")
-_LOCAL_PRESETS = ("in_memory", "multi_processing")
+_LOCAL_PRESETS = ("in_memory", "multi_processing", "portable")
 
 
-def local_beam_args(cfg: PipelineConfig) -> list:
-    """The config's Beam flags; on the DirectRunner also --setup_file=<this project's setup.py>: what
-    workers need is this project, and naming it spares TFX's TFX-only sdist."""
-    from pipeline.config import PROJECT_ROOT
+def local_beam_args(cfg: PipelineConfig, services=None) -> list:
+    """The config's Beam flags, with the endpoints of ``services`` (beam_services.PortableServices) when
+    given, before the config's beam_args; on the local presets also --setup_file=<this project's setup.py>:
+    what workers need is this project, and naming it spares TFX's TFX-only sdist (on portable, Beam
+    builds and stages it for each job; the local worker pool does not install it: see beam_services)."""
+    from pipeline.config import BEAM_PRESETS, PROJECT_ROOT, merge_beam_args
 
-    args = list(cfg.resolved_beam_args)
+    args = merge_beam_args(BEAM_PRESETS[cfg.beam_preset], services.beam_args if services else [], cfg.beam_args)
     if cfg.beam_preset in _LOCAL_PRESETS and not any(a.startswith(_DEPENDENCY_FLAGS) for a in args):
         args.append(f"--setup_file={os.path.join(PROJECT_ROOT, 'setup.py')}")
     return args
 
 
-def build(cfg: PipelineConfig):
+def build(cfg: PipelineConfig, services=None):
     """The pipeline ``tfxp run`` runs: the curated schema staged, MLMD in the local sqlite file."""
     from tfx import v1 as tfx
 
@@ -105,7 +107,7 @@ def build(cfg: PipelineConfig):
     os.makedirs(os.path.dirname(cfg.resolved_metadata_path), exist_ok=True)
     schema_file = stage_schema(cfg) if cfg.schema_path else None
     return create_pipeline(
-        cfg, schema_file=schema_file, beam_pipeline_args=local_beam_args(cfg),
+        cfg, schema_file=schema_file, beam_pipeline_args=local_beam_args(cfg, services),
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             cfg.resolved_metadata_path))
 
@@ -152,7 +154,7 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True, 
     """
     from absl import logging as absl_logging
 
-    from pipeline import run_guard, run_log, run_summary
+    from pipeline import beam_services, run_guard, run_log, run_summary
     from pipeline.input_check import InputError
     from serving import predict
 
@@ -176,12 +178,15 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True, 
                                                              cfg.resolved_pipeline_root,
                                                              [cfg.serving_model_dir, cfg.lite_serving_model_dir]):
                     progress.say(f"An earlier run was stopped before it finished; cleaned up: {recovered}")
-                tfx_pipeline = build(cfg)
-                nodes = [component.id for component in tfx_pipeline.components]
-                progress.say(f"Running pipeline {cfg.pipeline_name!r}: {len(nodes)} components (full log: {log_path})")
-                progress.track(nodes)
-                started = True
-                execute(cfg, tfx_pipeline)
+                # beam_preset portable: Beam's job service and worker pool, for this run only.
+                with beam_services.for_preset(cfg.beam_preset, os.path.splitext(log_path)[0]) as services:
+                    tfx_pipeline = build(cfg, services)
+                    nodes = [component.id for component in tfx_pipeline.components]
+                    progress.say(f"Running pipeline {cfg.pipeline_name!r}: {len(nodes)} components "
+                                 f"(full log: {log_path})")
+                    progress.track(nodes)
+                    started = True
+                    execute(cfg, tfx_pipeline)
         except InputError:
             raise
         except Exception as e:
@@ -239,9 +244,12 @@ def _is_project_error(error: Exception) -> bool:
 
 def _as_run_error(cfg: PipelineConfig, error: Exception, log_path: str) -> Exception:
     from pipeline import run_summary
+    from pipeline.beam_services import BeamServicesError
 
     if _is_project_error(error):
         return error
+    if isinstance(error, BeamServicesError):
+        return PipelineRunError(f"{error} (full log: {log_path})")
     failed = [node for node, state in run_summary.latest_run_states(
         cfg.resolved_metadata_path, cfg.pipeline_name).items() if state == run_summary.FAILED]
     cause, is_input = summarize_exception(error)

@@ -14,6 +14,7 @@ from typing import List, Optional
 from tfx import v1 as tfx
 
 from components.custom.anomalies_gate import AnomaliesGate
+from components.custom.import_examples import CopyingImportExampleGen
 from components.custom.infra_validator import InfraValidator
 from components.custom.baseline import CANDIDATE_KEY, LatestBlessedNonCandidateModelStrategy
 from components.custom.tflite_converter import TFLiteConverter
@@ -71,12 +72,13 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
     ``schema_file`` overrides ``cfg.schema_path`` (the local runner passes a
     content-addressed copy so that editing the schema invalidates the cache).
     """
-    example_gen = tfx.components.ImportExampleGen(
+    # ImportExampleGen that copies the pre-split files instead of re-writing every record with Beam.
+    example_gen = CopyingImportExampleGen(
         input_base=cfg.resolved_data_root,
         input_config=tfx.proto.Input(splits=[
             tfx.proto.Input.Split(name="train", pattern="train/*"),
             tfx.proto.Input.Split(name="eval", pattern="eval/*"),
-        ]))
+        ])).with_id("ImportExampleGen")
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_file = schema_file or cfg.resolved_schema_path
     if schema_file:

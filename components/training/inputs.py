@@ -64,6 +64,16 @@ def expand_patterns(file_pattern: Union[str, Sequence[str]]) -> List[str]:
     return files
 
 
+# Decompressed / gzip'd bytes of transformed tf.Examples: 9.7 on the sample's at a million rows.
+GZIP_RATIO_ESTIMATE = 10
+
+
+def cache_fits(file_pattern, max_mb: int) -> Tuple[bool, int]:
+    """(whether the files' records, decompressed, fit in ``max_mb``; their estimated bytes)."""
+    estimate = GZIP_RATIO_ESTIMATE * sum(tf.io.gfile.stat(f).length for f in expand_patterns(file_pattern))
+    return estimate <= max_mb * 2 ** 20, estimate
+
+
 def count_records(file_pattern) -> int:
     """How many records the gzip'd TFRecord files hold (one read, shards in parallel)."""
     files = expand_patterns(file_pattern)

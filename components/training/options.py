@@ -39,13 +39,16 @@ class TrainingOptions:
     num_workers: int = 2
     num_parameter_servers: int = 1
     worker_timeout_seconds: int = 1800
-    # Keep the decompressed training records in memory after the first pass (data that fits).
+    # Keep the decompressed training records in memory after the first pass (data that fits)...
     input_cache: bool = True
+    # ... when they fit in this many MB (estimated from the gzip'd files, ~10x on the sample's
+    # transformed records); above it, every epoch reads the files again. Bounds the Trainer's memory.
+    input_cache_max_mb: int = 2048
 
     def check(self, quantization_aware_training: bool = False) -> None:
         """Raises ValueError naming the ``training.<key>`` that cannot work."""
         for name in ("train_steps", "eval_steps", "batch_size", "num_workers", "num_parameter_servers",
-                     "worker_timeout_seconds"):
+                     "worker_timeout_seconds", "input_cache_max_mb"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"training.{name} must be at least 1, got {getattr(self, name)}")
         if self.train_epochs is not None and not float(self.train_epochs) > 0:

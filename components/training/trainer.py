@@ -101,6 +101,17 @@ def training_steps(job: TrainerJob, global_batch: int) -> int:
     return steps
 
 
+def use_input_cache(train_files, options) -> bool:
+    """training.input_cache, when the decompressed train split fits training.input_cache_max_mb."""
+    if not options.input_cache:
+        return False
+    fits, estimate = inputs.cache_fits(train_files, options.input_cache_max_mb)
+    log.info("input cache %s: the train split's records take about %d MB decompressed (limit %d MB, "
+             "training.input_cache_max_mb)", "on" if fits else "off, every epoch reads the files",
+             estimate // 2 ** 20, options.input_cache_max_mb)
+    return fits
+
+
 def train_and_export(job: TrainerJob, strategy, export_dir: str, *, is_chief: bool = True) -> None:
     """Trains under ``strategy`` and exports into ``export_dir`` (a Format-Serving folder) and beside it."""
     config = job.config
@@ -126,7 +137,7 @@ def train_and_export(job: TrainerJob, strategy, export_dir: str, *, is_chief: bo
         model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=2, callbacks=callbacks)
     else:
         train_ds = inputs.make_input_dataset(job.train_files, tf_transform_output, user, global_batch,
-                                             cache=options.input_cache)
+                                             cache=use_input_cache(job.train_files, options))
         eval_ds = inputs.make_input_dataset(job.eval_files, tf_transform_output, user, global_batch, shuffle=False)
         model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=eval_ds,
                   validation_steps=validation_steps, verbose=2, callbacks=callbacks)

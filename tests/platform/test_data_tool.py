@@ -294,3 +294,13 @@ def test_cli_write_csv_needs_scale(tmp_path, capsys):
     assert cli.main(["data", "--config", _config(tmp_path), "--csv", _csv(tmp_path, 10),
                      "--write-csv", str(tmp_path / "x.csv")]) == 2
     assert "--scale" in capsys.readouterr().err
+
+
+def test_text_that_is_not_utf8_is_named(tmp_path):
+    header, (line1, _) = _header_and_lines()
+    line1[header.index("city")] = "caf\xe9"
+    csv_path = tmp_path / "bad.csv"
+    csv_path.write_bytes(("\n".join(",".join(x) for x in [header, line1]) + "\n").encode("latin-1"))
+    with pytest.raises(tfrecords.DataError, match="bad.csv: not UTF-8 text.*0xe9"):
+        _convert(csv_path, tmp_path / "out", shards=1)
+    assert os.listdir(tmp_path) == ["bad.csv"]

@@ -167,3 +167,15 @@ def test_an_epoch_budget_becomes_the_steps_of_that_many_passes_over_the_train_sp
     assert trainer.training_steps(job(), 64) == 1000                       # no epochs: train_steps decides
     assert trainer.training_steps(job(train_epochs=1), 64) == -(-train_rows // 64)
     assert trainer.training_steps(job(train_epochs=2.5), 32) == -(-int(2.5 * train_rows) // 32)
+
+
+def test_the_input_cache_is_used_only_when_the_decompressed_train_split_fits(workspace):
+    from components.training.options import TrainingOptions
+
+    pattern = workspace.transformed("synth_binary")["files"]["train"]
+    fits, estimate = inputs.cache_fits(pattern, 1)
+    gz_bytes = sum(tf.io.gfile.stat(f).length for f in inputs.expand_patterns(pattern))
+    assert estimate == inputs.GZIP_RATIO_ESTIMATE * gz_bytes and fits == (estimate <= 2 ** 20)
+    assert trainer.use_input_cache(pattern, TrainingOptions(input_cache_max_mb=estimate // 2 ** 20 + 1))
+    assert not trainer.use_input_cache(pattern, TrainingOptions(input_cache=False))
+    assert not trainer.use_input_cache(pattern, TrainingOptions(input_cache_max_mb=0))  # over the limit: no cache
