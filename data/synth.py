@@ -35,7 +35,7 @@ def synthesize(csv_path: str, rows: int, features: Sequence[features_lib.Feature
 
     if rows < 1:
         raise tfrecords.DataError(f"--scale must be at least 1 row, got {rows}")
-    source = tfrecords._csv_source(csv_path, features)
+    source = tfrecords.csv_source(csv_path, features)
     table = pa.Table.from_batches(list(source.batches))
     if table.num_rows == 0:
         raise tfrecords.DataError(f"{csv_path}: no data rows after the header line")
@@ -46,7 +46,7 @@ def synthesize(csv_path: str, rows: int, features: Sequence[features_lib.Feature
         if not is_jittered(feature):
             continue
         column = table.column(feature.name).combine_chunks()
-        values = tfrecords._typed(feature, column, source.where, 0, pa.float64()).cast(pa.float64())
+        values = tfrecords.typed_column(feature, column, source.where, 0, pa.float64()).cast(pa.float64())
         values = values.to_numpy(zero_copy_only=False)  # nulls become nan
         if np.all(np.isnan(values)):
             continue
@@ -85,6 +85,6 @@ def convert_synthetic(csv_path: str, rows: int, output_dir: str, *, features, se
     """synthesize() straight into sharded TFRecords (no CSV in between)."""
     table = synthesize(csv_path, rows, features, seed=seed, jitter=jitter)
     name = f"{csv_path} resampled to {rows} rows (seed {seed})"
-    source = tfrecords._Source(name, table.column_names, iter(table.to_batches(max_chunksize=chunk_rows)),
+    source = tfrecords.Source(name, table.column_names, iter(table.to_batches(max_chunksize=chunk_rows)),
                                lambda row: f"{name}, row {row + 1}")
-    return tfrecords._convert(source, output_dir, features=features, **convert_args)
+    return tfrecords.convert_source(source, output_dir, features=features, **convert_args)

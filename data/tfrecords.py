@@ -186,9 +186,8 @@ def read_csv_rows(f: TextIO, source: str,
 
 
 def _read_rows(csv_path: str, features: Sequence[features_lib.Feature]) -> Iterator[tuple]:
-    """Yields (line_number, cells, {column: index}) for each data row; every feature's column is required."""
-    if not os.path.exists(csv_path):
-        raise DataError(f"{csv_path}: file not found")
+    """Yields (line_number, cells, {column: index}) for each data row; every feature's column is required
+    (csv_source has checked that the file exists)."""
     with open(csv_path, newline="", encoding="utf-8") as f:
         yield from read_csv_rows(f, csv_path, [feat.name for feat in features])
 
@@ -205,7 +204,7 @@ BLOCK_BYTES = 4 << 20  # CSV bytes per batch (~20k rows of the sample): bounded 
 
 
 @dataclasses.dataclass
-class _Source:
+class Source:
     """Batches of all-string columns (a null is an empty cell), and how errors name a row."""
     name: str
     header: List[str]
@@ -247,7 +246,7 @@ def _locate_parse_error(csv_path: str, features, error: Exception) -> DataError:
     return DataError(f"{csv_path}: {str(error).splitlines()[0]}")
 
 
-def _csv_source(csv_path: str, features: Sequence[features_lib.Feature], block_bytes: int = BLOCK_BYTES) -> _Source:
+def csv_source(csv_path: str, features: Sequence[features_lib.Feature], block_bytes: int = BLOCK_BYTES) -> Source:
     import pyarrow as pa
     from pyarrow import csv as pa_csv
 
@@ -284,10 +283,10 @@ def _csv_source(csv_path: str, features: Sequence[features_lib.Feature], block_b
             if batch.num_rows:
                 yield batch
 
-    return _Source(csv_path, header, batches(), lambda row: f"{csv_path}, line {_line_of(csv_path, row)}")
+    return Source(csv_path, header, batches(), lambda row: f"{csv_path}, line {_line_of(csv_path, row)}")
 
 
-def _typed(feature: features_lib.Feature, column, where, first_row: int, float_type=None):
+def typed_column(feature: features_lib.Feature, column, where, first_row: int, float_type=None):
     """The column's values as Arrow int64 / float32 (the Example's FloatList; or ``float_type``) /
     binary (nulls stay null)."""
     import pyarrow as pa
@@ -386,7 +385,7 @@ def _write_shards(writers, records, targets, pool):
     return [pool.submit(write, index) for index in range(len(writers))]
 
 
-def _convert(source: _Source, output_dir: str, *, features: Sequence[features_lib.Feature], shards: int = 4,
+def convert_source(source: Source, output_dir: str, *, features: Sequence[features_lib.Feature], shards: int = 4,
              compression: str = "gzip", eval_percent: int = 33, key_column: Optional[str] = None,
              progress_every_seconds: float = 5.0) -> ConversionResult:
     """Converts the source's rows into ``output_dir/{train,eval}/`` shards, atomically."""
@@ -431,7 +430,7 @@ def _convert(source: _Source, output_dir: str, *, features: Sequence[features_li
         with concurrent.futures.ThreadPoolExecutor(cores) as pool, \
                 concurrent.futures.ThreadPoolExecutor(min(cores, len(writers))) as write_pool:
             for batch in source.batches:
-                columns = {f.name: _typed(f, batch.column(f.name), source.where, done) for f in features}
+                columns = {f.name: typed_column(f, batch.column(f.name), source.where, done) for f in features}
                 records = _encode(columns, batch.num_rows, encoder, pool)
                 hashes = _row_hashes(batch, key_column)
                 is_eval = (hashes % 100 < eval_percent).astype(np.int64)
@@ -470,8 +469,8 @@ def _convert(source: _Source, output_dir: str, *, features: Sequence[features_li
 def convert_csv(csv_path: str, output_dir: str, *, features: Sequence[features_lib.Feature],
                 **options) -> ConversionResult:
     """Converts ``csv_path`` into ``output_dir/{train,eval}/`` shards, atomically. ``options``:
-    shards, compression, eval_percent, key_column, progress_every_seconds (see _convert)."""
-    return _convert(_csv_source(csv_path, features), output_dir, features=features, **options)
+    shards, compression, eval_percent, key_column, progress_every_seconds (see convert_source)."""
+    return convert_source(csv_source(csv_path, features), output_dir, features=features, **options)
 
 
 def _replace_dir(src: str, dst: str) -> None:

@@ -221,9 +221,9 @@ def test_an_error_after_many_blocks_and_a_multi_line_cell_names_its_line(tmp_pat
     lines[37][header.index("income")] = "lots"
     text = "\n".join(",".join(x) for x in [header] + lines) + "\n"
     (tmp_path / "bad.csv").write_text(text)
-    source = tfrecords._csv_source(str(tmp_path / "bad.csv"), FEATURES, block_bytes=256)  # many small blocks
+    source = tfrecords.csv_source(str(tmp_path / "bad.csv"), FEATURES, block_bytes=256)  # many small blocks
     with pytest.raises(tfrecords.DataError) as err:
-        tfrecords._convert(source, str(tmp_path / "out"), features=FEATURES, shards=1, compression="none",
+        tfrecords.convert_source(source, str(tmp_path / "out"), features=FEATURES, shards=1, compression="none",
                            eval_percent=33, key_column=None, progress_every_seconds=60)
     assert f"{tmp_path / 'bad.csv'}, line 40, column 'income'" in str(err.value) and "'lots'" in str(err.value)
     assert os.listdir(tmp_path) == ["bad.csv"]
