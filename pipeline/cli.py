@@ -1,5 +1,6 @@
 """`tfxp`: the project's command line.
 
+    tfxp init      a new package of your own from a CSV: features inferred, config, data, schema
     tfxp data      CSV -> sharded TFRecords of tf.train.Example
     tfxp schema    infer a starting schema from the TFRecords, fitted to your feature list
     tfxp run       run the whole pipeline locally (LocalDagRunner on Beam)
@@ -33,6 +34,15 @@ def _add_config_args(parser: argparse.ArgumentParser, default_file: str = "local
 def _load(args):
     from pipeline.config import load_config
     return load_config(args.config, args.overrides)
+
+
+def cmd_init(args) -> int:
+    from pipeline import init_package
+
+    result = init_package.init_package(args.name, args.csv, args.label, parent=args.dir,
+                                       output_root=args.output_root)
+    print(init_package.describe(result))
+    return 0
 
 
 def cmd_data(args) -> int:
@@ -156,6 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show the full log (TFX, Beam) on the terminal and tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="start a new package of your own from a CSV: features.py inferred from the "
+                                    "data, preprocessing.py, model.py, a config, the TFRecords and a schema")
+    p.add_argument("name", help="the package's name (a new Python identifier), also the pipeline's name")
+    p.add_argument("--csv", required=True, help="the data: a CSV with a header line")
+    p.add_argument("--label", required=True, help="the CSV column to predict (its values decide the task)")
+    p.add_argument("--dir", default=None, metavar="PARENT",
+                   help="where the package folder goes (default: the project root, importable from anywhere)")
+    p.add_argument("--output-root", default="runs",
+                   help="the config's output_root; the TFRecords go into OUTPUT_ROOT/data/NAME (default: runs)")
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("data", help="convert a CSV into sharded TFRecords of tf.train.Example")
     p.add_argument("--csv", default=None, help="input CSV (default: the config's source_csv)")
