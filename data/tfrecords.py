@@ -31,6 +31,7 @@ import time
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple, Union
 
 from components.core import feature as features_lib
+from tfxp.errors import TfxpError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ GZIP_LEVEL = 1
 _INT64_MIN, _INT64_MAX = -2 ** 63, 2 ** 63 - 1
 
 
-class DataError(ValueError):
+class DataError(ValueError, TfxpError):
     """Bad input: the message names the file, line and column."""
 
 
@@ -139,27 +140,28 @@ def _is_missing(value) -> bool:
 
 def make_example(values: Mapping[str, Any], features: Sequence[features_lib.Feature], where: str):
     """A tf.train.Example of ``features`` from raw ``values`` (name -> CSV cell text, or a JSON
-    number, string or list of them).
+    number, string or list of them), built without TensorFlow (tfxp.wire: ``tfxp predict`` stays light).
 
     A name missing from ``values``, or mapped to None, "" or [], is an absent feature (never a
     sentinel). Errors name ``where`` (e.g. "data.csv, line 3") and the column.
     """
-    import tensorflow as tf
+    from tfxp import wire
 
-    feature_map = {}
+    example = wire.Example()
     for feat in features:
         value = values.get(feat.name)
         if _is_missing(value):
             continue
         column = f"{where}, column {feat.name!r}"
         parsed = [parse_value(feat, item, column) for item in (value if isinstance(value, list) else [value])]
+        feature = example.features.feature[feat.name]
         if feat.dtype == features_lib.INT64:
-            feature_map[feat.name] = tf.train.Feature(int64_list=tf.train.Int64List(value=parsed))
+            feature.int64_list.value.extend(parsed)
         elif feat.dtype == features_lib.FLOAT:
-            feature_map[feat.name] = tf.train.Feature(float_list=tf.train.FloatList(value=parsed))
+            feature.float_list.value.extend(parsed)
         else:
-            feature_map[feat.name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=parsed))
-    return tf.train.Example(features=tf.train.Features(feature=feature_map))
+            feature.bytes_list.value.extend(parsed)
+    return example
 
 
 def read_csv_rows(f: TextIO, source: str,

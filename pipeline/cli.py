@@ -21,6 +21,7 @@ import sys
 import traceback
 
 import pipeline  # noqa: F401  (one Keras, before TensorFlow)
+from tfxp.errors import BAD_INPUT, TfxpError
 
 
 def _add_config_args(parser: argparse.ArgumentParser, default_file: str = "local.yaml") -> None:
@@ -282,30 +283,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    from components.core.user_code import UserCodeError
-    from components.custom.anomalies_gate import AnomaliesFoundError
-    from data.tfrecords import DataError
-    from pipeline.config import ConfigError
-    from pipeline.kubeflow_runner import SubmitError
-    from pipeline.schema_tool import SchemaError
-    from serving.client import ClientError, ServingRequestError
-    from serving.inspect import NotAModelError
-    from serving.release import ReleaseError
-    from serving.server import ServeError
-    from pipeline.input_check import InputError
-    from pipeline.local_runner import PipelineRunError
-    from pipeline.run_guard import RunLockedError
     try:
         return args.func(args)
-    except (DataError, ConfigError, SubmitError, SchemaError, UserCodeError, FileNotFoundError, ServeError,
-            ClientError, NotAModelError, ReleaseError, InputError, RunLockedError) as e:
-        return _fail(args, "error", e, 2)
-    except AnomaliesFoundError as e:
-        return _fail(args, "stopped", e, 3)
-    except PipelineRunError as e:
-        return _fail(args, "error", e, e.exit_code)
-    except ServingRequestError as e:
-        return _fail(args, "error", e, 1)
+    except TfxpError as e:  # each error class carries its exit code (tfxp/errors.py)
+        return _fail(args, e.outcome, e, e.exit_code)
+    except FileNotFoundError as e:
+        return _fail(args, "error", e, BAD_INPUT)
 
 
 def _fail(args, what: str, error: Exception, code: int) -> int:

@@ -27,13 +27,14 @@ from components.custom.tflite_options import TFLiteOptions
 from components.training.options import TrainingOptions
 from serving.options import (BatchingParameters, InfraValidationOptions, KubernetesOptions,
                              ServingOptions)
+from tfxp.errors import TfxpError
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 DEFAULT_CONFIG = os.path.join(CONFIG_DIR, "local.yaml")
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, TfxpError):
     pass
 
 

@@ -13,6 +13,8 @@ import re
 import zlib
 from typing import Dict, List
 
+from tfxp.errors import TfxpError
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "eval")
@@ -20,7 +22,7 @@ SPLITS = ("train", "eval")
 _OTHER_COMPRESSIONS = (".bz2", ".deflate", ".zst", ".lzma", ".xz")
 
 
-class InputError(ValueError):
+class InputError(ValueError, TfxpError):
     """Unusable input data: one line naming the file, the record where known, and the cause."""
 
 

@@ -14,6 +14,7 @@ import tempfile
 from typing import Optional
 
 from pipeline.config import LOCAL_ONLY_PRESETS, ConfigError, PipelineConfig
+from tfxp.errors import TfxpError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def compile_pipeline(cfg: PipelineConfig, output_path: str) -> str:
     return output_path
 
 
-class SubmitError(RuntimeError):
+class SubmitError(RuntimeError, TfxpError):
     pass
 
 

@@ -9,6 +9,7 @@ import shutil
 import time
 
 from pipeline.config import PipelineConfig
+from tfxp.errors import TfxpError
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +139,9 @@ def print_tflite_report(cfg: PipelineConfig) -> None:
           f"No TFLite model has been pushed to {cfg.lite_serving_model_dir}.")
 
 
-class PipelineRunError(RuntimeError):
+class PipelineRunError(RuntimeError, TfxpError):
     """A component failed: one line saying which and why; the traceback is in the run's log."""
+    exit_code = 1  # 2 when the cause is the input (see _as_run_error)
 
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)

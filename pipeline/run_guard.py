@@ -18,13 +18,15 @@ import os
 import time
 from typing import Iterable, Iterator, List
 
+from tfxp.errors import TfxpError
+
 log = logging.getLogger(__name__)
 
 _SYSTEM_DIR = ".system"  # tfx.orchestration.portable.outputs_utils: <node>/.system/...
 _STATEFUL_INDEX = "__stateful_working_dir_index__"
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(RuntimeError, TfxpError):
     """Another `tfxp run` holds this pipeline's lock."""
 
 

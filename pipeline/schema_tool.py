@@ -17,13 +17,14 @@ import time
 
 from components.core.feature import BYTES, FLOAT, INT64
 from components.core.user_code import UserCode
+from tfxp.errors import TfxpError
 
 log = logging.getLogger(__name__)
 
 TRAINING, SERVING = "TRAINING", "SERVING"
 
 
-class SchemaError(ValueError):
+class SchemaError(ValueError, TfxpError):
     pass
 
 

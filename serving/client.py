@@ -12,7 +12,8 @@ output ``outputs``), exactly as the real tensorflow/serving documents its reques
 
 Each request has a timeout and is retried with exponential backoff when the server is
 unavailable (HTTP 503, gRPC UNAVAILABLE) or the connection is refused or dropped; other errors
-are raised at once, carrying TF Serving's message. TensorFlow, gRPC and requests are imported
+are raised at once, carrying TF Serving's message. No TensorFlow here: the messages are
+``tfxp.wire``'s (the same bytes as TensorFlow's and TF Serving's); gRPC and requests are imported
 only when used, so that building the ``tfxp`` parser stays cheap.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Callable, Collection, Iterable, Iterator, List, Mapping, Opti
 import numpy as np
 
 from components.core.feature import Feature
+from tfxp.errors import TfxpError
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +50,17 @@ DEFAULT_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 8.0
 
 
-class ClientError(ValueError):
+class ClientError(ValueError, TfxpError):
     """Bad input or arguments: the message names the file, line and column when there is one."""
 
 
-class ServingRequestError(RuntimeError):
+class ServingRequestError(RuntimeError, TfxpError):
     """TF Serving answered a request with an error, or gave no answer.
 
     ``status``: the HTTP status (REST) or the gRPC status code name; None when no answer came.
     ``message``: TF Serving's error message (or the transport's). ``attempts``: requests made.
     """
+    exit_code = 1  # the request failed, not its input
 
     def __init__(self, endpoint: str, status: Union[int, str, None], message: str, attempts: int = 1):
         super().__init__(endpoint, status, message)
@@ -113,17 +116,16 @@ def rest_body(serialized: Sequence[bytes], model: ModelSpec) -> dict:
 
 def grpc_request(serialized: Sequence[bytes], model: ModelSpec):
     """TF Serving's ``PredictRequest``: the serialized examples as a DT_STRING tensor [N]."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2
+    from tfxp import wire
 
-    request = predict_pb2.PredictRequest()
+    request = wire.PredictRequest()
     request.model_spec.name = model.name
     if model.version is not None:
         request.model_spec.version.value = model.version
     elif model.label is not None:
         request.model_spec.version_label = model.label
     request.model_spec.signature_name = model.signature_name
-    request.inputs[INPUT_KEY].CopyFrom(tf.make_tensor_proto(list(serialized), dtype=tf.string))
+    request.inputs[INPUT_KEY].CopyFrom(wire.string_tensor(serialized))
     return request
 
 
@@ -246,7 +248,8 @@ class GrpcClient(PredictClient):
 
     def __init__(self, host: str, port: Optional[int], model: ModelSpec, **options):
         import grpc
-        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        from tfxp import wire
 
         super().__init__(host, port, model, **options)
         self.target = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
@@ -255,7 +258,10 @@ class GrpcClient(PredictClient):
         self._channel = grpc.insecure_channel(self.target, options=[
             ("grpc.initial_reconnect_backoff_ms", backoff_ms), ("grpc.min_reconnect_backoff_ms", backoff_ms),
             ("grpc.max_reconnect_backoff_ms", max(backoff_ms, int(self.max_backoff * 1000)))])
-        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        # What tensorflow_serving's PredictionServiceStub does for Predict, with TensorFlow-free messages.
+        self._predict = self._channel.unary_unary(wire.PREDICT_METHOD,
+                                                  request_serializer=wire.PredictRequest.SerializeToString,
+                                                  response_deserializer=wire.PredictResponse.FromString)
 
     @property
     def endpoint(self) -> str:
@@ -263,10 +269,11 @@ class GrpcClient(PredictClient):
 
     def _send(self, serialized: Sequence[bytes]) -> np.ndarray:
         import grpc
-        import tensorflow as tf
+
+        from tfxp import wire
 
         try:
-            response = self._stub.Predict(grpc_request(serialized, self.model), timeout=self.timeout)
+            response = self._predict(grpc_request(serialized, self.model), timeout=self.timeout)
         except grpc.RpcError as e:
             code = e.code()
             error = ServingUnavailable if code == grpc.StatusCode.UNAVAILABLE else ServingRequestError
@@ -274,7 +281,10 @@ class GrpcClient(PredictClient):
         if OUTPUT_KEY not in response.outputs:
             raise ServingRequestError(self.endpoint, "OK", f"no output {OUTPUT_KEY!r} in the answer (outputs: "
                                                            f"{', '.join(sorted(response.outputs)) or 'none'})")
-        return _as_outputs(tf.make_ndarray(response.outputs[OUTPUT_KEY]))
+        try:
+            return _as_outputs(wire.tensor_to_array(response.outputs[OUTPUT_KEY]))
+        except ValueError as e:
+            raise ServingRequestError(self.endpoint, "OK", f"output {OUTPUT_KEY!r}: {e}") from None
 
     def close(self) -> None:
         self._channel.close()

@@ -23,6 +23,8 @@ import re
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
+from tfxp.errors import TfxpError
+
 SAVED_MODEL_PB = "saved_model.pb"
 SAVED_MODEL_PBTXT = "saved_model.pbtxt"
 ASSETS_DIR = "assets"
@@ -35,7 +37,7 @@ TRANSFORM_GRAPH_DIR = "transform_graph"
 INTERNAL_SIGNATURES = ("__saved_model_init_op",)
 
 
-class NotAModelError(ValueError):
+class NotAModelError(ValueError, TfxpError):
     """The path holds no SavedModel, no model versions and no TFLite model."""
 
 

@@ -31,9 +31,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from serving.options import (BATCHING_PARAMETERS_FILE, CANARY, METRICS_PATH, MODEL_CONFIG_FILE,
                              MONITORING_CONFIG_FILE, PREVIOUS, STABLE)
+from tfxp.errors import TfxpError
 
 
-class ReleaseError(ValueError):
+class ReleaseError(ValueError, TfxpError):
     """A release that cannot be made: names the file, the version or the server and what was expected."""
 
 

@@ -20,6 +20,7 @@ from serving.batching import IMPLEMENTATIONS
 from serving.manager import ModelManager
 from serving.metrics import DEFAULT_PATH as METRICS_PATH, Metrics
 from serving.servable import BatchingOptions
+from tfxp.errors import TfxpError
 
 log = logging.getLogger("tfxp.serving")
 
@@ -32,7 +33,7 @@ UNSUPPORTED_FLAGS = (
 )
 
 
-class ServeError(ValueError):
+class ServeError(ValueError, TfxpError):
     """A flag or config file the server cannot start with: one line naming it."""
 
 

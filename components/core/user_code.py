@@ -21,12 +21,13 @@ from typing import Dict, List, Tuple
 from components.core.feature import Feature, by_name, check_feature_list, model_features
 from components.core.feature import LABEL_SOURCE
 from components.core.task import TASK_TYPES, Task
+from tfxp.errors import TfxpError
 
 DEFAULT_PACKAGE = "components"
 REQUIRED_MODULES = ("features", "preprocessing", "model")
 
 
-class UserCodeError(ValueError):
+class UserCodeError(ValueError, TfxpError):
     """The data scientist's files cannot be used as they are: the message names the file."""
 
 

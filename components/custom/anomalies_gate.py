@@ -16,6 +16,7 @@ from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils
+from tfxp.errors import TfxpError
 
 ANOMALIES_FILE = "SchemaDiff.pb"  # what ExampleValidator writes per split
 VERDICT_FILE = "verdict.json"
@@ -28,8 +29,10 @@ class DataValidationVerdict(types.Artifact):
     TYPE_NAME = "components.DataValidationVerdict"
 
 
-class AnomaliesFoundError(RuntimeError):
-    pass
+class AnomaliesFoundError(RuntimeError, TfxpError):
+    """The data validation gate stopped the run: nothing downstream ran."""
+    exit_code = 3
+    outcome = "stopped"
 
 
 def read_anomalies(anomalies_artifact) -> Dict[str, List[Dict[str, str]]]:

@@ -203,7 +203,7 @@ def test_the_grpc_client_sends_that_request_and_reads_the_outputs_tensor(grpc_se
     spec = ModelSpec("loans", version=7)
     with client.GrpcClient("127.0.0.1", service.port, spec, **FAST) as stub:
         outputs = stub.predict(examples)
-    assert service.requests == [client.grpc_request(examples, spec)]
+    assert [r.SerializeToString() for r in service.requests] == [client.grpc_request(examples, spec).SerializeToString()]
     np.testing.assert_allclose(outputs, [[0.25], [0.25]])
 
 
