@@ -98,6 +98,26 @@ def cmd_run(args) -> int:
                             report=not args.no_report)
 
 
+def cmd_dev(args) -> int:
+    from pipeline import dev
+
+    return dev.run_loop(args.config, args.overrides, grpc_port=args.port, rest_port=args.rest_api_port,
+                        once=args.once)
+
+
+def cmd_runs(args) -> int:
+    from pipeline import history
+
+    cfg = _load(args)
+    records = history.read_records(cfg.resolved_metadata_path, cfg.pipeline_name)
+    if not records:
+        print(f"no run of pipeline {cfg.pipeline_name!r} in {cfg.resolved_metadata_path} yet")
+        return 0
+    print(f"the last {min(args.last, len(records))} of {len(records)} runs of {cfg.pipeline_name!r}, oldest first:")
+    print(history.format_history(records, args.last))
+    return 0
+
+
 def cmd_compile(args) -> int:
     from pipeline import kubeflow_runner
 
@@ -209,6 +229,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not convert source_csv when data_root has no TFRecords")
     p.add_argument("--no-report", action="store_true", help="do not write the run report (tfxp report) at the end")
     p.set_defaults(func=cmd_run)
+
+    from serving.options import GRPC_PORT, REST_PORT
+    p = sub.add_parser("dev", help="the edit loop: run, then rerun on every save of your files, the model served",
+                       description="Runs the pipeline (cache on), keeps the pushed model served, then reruns on "
+                                   "every save of your package's files, the schema or the config: only what the "
+                                   "edit affects executes. Ctrl-C stops it.")
+    _add_config_args(p)
+    p.add_argument("--port", type=int, default=GRPC_PORT, help=f"gRPC port of the served model (default {GRPC_PORT})")
+    p.add_argument("--rest_api_port", type=int, default=REST_PORT,
+                   help=f"REST port of the served model (default {REST_PORT})")
+    p.add_argument("--once", action="store_true", help="one iteration, then stop (no watching)")
+    p.set_defaults(func=cmd_dev)
+
+    p = sub.add_parser("runs", help="the recent runs of the pipeline: what changed, the gate metric, what was pushed")
+    _add_config_args(p)
+    p.add_argument("--last", type=int, default=10, help="how many runs (default 10; 0: all)")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines (KFP v2 YAML)")
     _add_config_args(p, "kubeflow.yaml")

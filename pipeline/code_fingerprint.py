@@ -43,6 +43,15 @@ def platform_files(*subpackages: str) -> Set[str]:
     return files
 
 
+def is_platform_file(path: str) -> bool:
+    """Platform code: components/__init__.py and the files of components' subpackages (core, training, custom);
+    the top-level files of components/ are the sample's user files."""
+    path = os.path.abspath(path)
+    if not path.startswith(PLATFORM_DIR + os.sep):
+        return False
+    return os.path.dirname(path) != PLATFORM_DIR or os.path.basename(path) == "__init__.py"
+
+
 def user_package_files(package: str) -> Set[str]:
     """Every .py file of the user package (for ``components``: its top level, not the platform's subpackages)."""
     directory = os.path.abspath(load_user_code(package).directory)

@@ -113,11 +113,14 @@ def build(cfg: PipelineConfig, services=None):
             cfg.resolved_metadata_path))
 
 
-def execute(cfg: PipelineConfig, tfx_pipeline=None) -> None:
-    """Runs the pipeline locally (independent components at once, see parallel_runner); raises if one fails."""
+def execute(cfg: PipelineConfig, tfx_pipeline=None, **runner_options) -> None:
+    """Runs the pipeline locally (independent components at once, what the served model needs first: see
+    parallel_runner); raises if one fails. ``runner_options``: ParallelLocalDagRunner's (stop, first_alone,
+    on_done)."""
     from pipeline.parallel_runner import ParallelLocalDagRunner
+    from pipeline.report import PUSHER
 
-    ParallelLocalDagRunner(cfg.parallel_components).run(tfx_pipeline or build(cfg))
+    ParallelLocalDagRunner(cfg.parallel_components, first=[PUSHER], **runner_options).run(tfx_pipeline or build(cfg))
 
 
 def print_tflite_report(cfg: PipelineConfig) -> None:
@@ -148,6 +151,44 @@ class PipelineRunError(RuntimeError, TfxpError):
         self.exit_code = exit_code
 
 
+def run_pipeline(cfg: PipelineConfig, progress, log_path: str, *, on_start=None, say_input: bool = True,
+                 **runner_options) -> None:
+    """One run, inside run_log.captured(): the input check, the cleanup after a killed run, the pipeline
+    (``on_start`` is called once it is built and about to run; ``runner_options``: see execute)."""
+    from pipeline import beam_services, run_guard
+
+    counts = check_input(cfg)
+    if say_input:
+        progress.say(f"Input: {', '.join(f'{n} {split}' for split, n in counts.items())} records under "
+                     f"{cfg.resolved_data_root}, every one readable.")
+    for recovered in run_guard.recover_abandoned(cfg.resolved_metadata_path, cfg.pipeline_name,
+                                                 cfg.resolved_pipeline_root,
+                                                 [cfg.serving_model_dir, cfg.lite_serving_model_dir]):
+        progress.say(f"An earlier run was stopped before it finished; cleaned up: {recovered}")
+    # beam_preset portable: Beam's job service and worker pool, for this run only.
+    with beam_services.for_preset(cfg.beam_preset, os.path.splitext(log_path)[0]) as services:
+        tfx_pipeline = build(cfg, services)
+        nodes = [component.id for component in tfx_pipeline.components]
+        progress.say(f"Running pipeline {cfg.pipeline_name!r}: {len(nodes)} components (full log: {log_path})")
+        progress.track(nodes)
+        if on_start is not None:
+            on_start()
+        execute(cfg, tfx_pipeline, **runner_options)
+
+
+def remember_run(cfg: PipelineConfig, by: str, seconds: float, failure: str = "", outcome=None):
+    """Writes the run's record for `tfxp runs` (pipeline/history.py); returns the outcome it read (or None)."""
+    from pipeline import history, run_outcome
+
+    if outcome is None:
+        try:
+            outcome = run_outcome.read_outcome(cfg)
+        except Exception as e:  # noqa: BLE001 - a run's outcome stands whatever happens to its record
+            log.warning("could not read the run's outcome: %s", e)
+    history.remember(cfg, history.record_for(cfg, by, seconds, outcome, failure))
+    return outcome
+
+
 def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True, verbose: bool = False,
         report: bool = True) -> int:
     """`tfxp run`: data if missing, the whole pipeline, then where the served model is and a prediction.
@@ -156,7 +197,7 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True, 
     """
     from absl import logging as absl_logging
 
-    from pipeline import beam_services, run_guard, run_log, run_summary
+    from pipeline import run_guard, run_log, run_summary
     from pipeline.input_check import InputError
     from serving import predict
 
@@ -173,28 +214,19 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True, 
         started = False
         try:
             with run_log.captured(log_path, to_terminal=verbose) as progress:
-                counts = check_input(cfg)
-                progress.say(f"Input: {', '.join(f'{n} {split}' for split, n in counts.items())} records under "
-                             f"{cfg.resolved_data_root}, every one readable.")
-                for recovered in run_guard.recover_abandoned(cfg.resolved_metadata_path, cfg.pipeline_name,
-                                                             cfg.resolved_pipeline_root,
-                                                             [cfg.serving_model_dir, cfg.lite_serving_model_dir]):
-                    progress.say(f"An earlier run was stopped before it finished; cleaned up: {recovered}")
-                # beam_preset portable: Beam's job service and worker pool, for this run only.
-                with beam_services.for_preset(cfg.beam_preset, os.path.splitext(log_path)[0]) as services:
-                    tfx_pipeline = build(cfg, services)
-                    nodes = [component.id for component in tfx_pipeline.components]
-                    progress.say(f"Running pipeline {cfg.pipeline_name!r}: {len(nodes)} components "
-                                 f"(full log: {log_path})")
-                    progress.track(nodes)
+                def on_start():
+                    nonlocal started
                     started = True
-                    execute(cfg, tfx_pipeline)
+
+                run_pipeline(cfg, progress, log_path, on_start=on_start)
         except InputError:
             raise
         except Exception as e:
+            error = as_run_error(cfg, e, log_path)
             if started:
+                remember_run(cfg, "run", time.monotonic() - start, failure=str(error))
                 print_report(cfg, report)  # a failed run's report is the one most worth reading
-            raise _as_run_error(cfg, e, log_path) from e
+            raise error from e
         finally:
             absl_logging.set_verbosity(absl_logging.WARNING)  # the pipeline is over: no more library chatter
             if started:
@@ -202,6 +234,7 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True, 
                       + run_summary.format_states(run_summary.latest_run_states(cfg.resolved_metadata_path,
                                                                                 cfg.pipeline_name)))
     elapsed = time.monotonic() - start
+    remember_run(cfg, "run", elapsed)
     latest = predict.latest_version(cfg.serving_model_dir)
     print(f"Pipeline {cfg.pipeline_name!r} finished in {elapsed:.1f}s (full log: {log_path}).")
     why = why_not_pushed(cfg)
@@ -244,7 +277,7 @@ def _is_project_error(error: Exception) -> bool:
     return isinstance(error, (UserCodeError, AnomaliesFoundError, ConfigError))
 
 
-def _as_run_error(cfg: PipelineConfig, error: Exception, log_path: str) -> Exception:
+def as_run_error(cfg: PipelineConfig, error: Exception, log_path: str) -> Exception:
     from pipeline import run_summary
     from pipeline.beam_services import BeamServicesError
 
@@ -256,8 +289,36 @@ def _as_run_error(cfg: PipelineConfig, error: Exception, log_path: str) -> Excep
         cfg.resolved_metadata_path, cfg.pipeline_name).items() if state == run_summary.FAILED]
     cause, is_input = summarize_exception(error)
     where = f"component {failed[0]}" if failed else "the pipeline"
+    user_line = user_code_line(error, cfg.user_code.directory)
+    if user_line:  # the data scientist's own file first: that is what to fix
+        cause = f"{user_line}: {cause}"
     return PipelineRunError(f"{where} failed: {cause} (full log and traceback: {log_path})",
                             exit_code=2 if is_input else 1)
+
+
+_TRACEBACK_FILE = re.compile(r'File "([^"]+\.py)", line (\d+)')
+
+
+def user_code_line(error: BaseException, user_dir: str) -> str:
+    """``components/model.py, line 33``: the innermost place in the data scientist's package where ``error``
+    was raised (from its tracebacks, or from a traceback Beam quoted in a message), or ""."""
+    import traceback
+
+    from pipeline.code_fingerprint import is_platform_file
+
+    user_dir = os.path.abspath(user_dir)
+    found = None
+    for e in reversed(_chain(error)):  # the original cause first
+        frames = [(f.filename, f.lineno) for f in traceback.extract_tb(e.__traceback__)]
+        frames += [(path, int(line)) for path, line in _TRACEBACK_FILE.findall(str(e))]
+        inside = [(path, line) for path, line in frames
+                  if os.path.abspath(path).startswith(user_dir + os.sep) and not is_platform_file(path)]
+        if inside:
+            found = inside[-1]
+            break
+    if found is None:
+        return ""
+    return f"{os.path.relpath(found[0], os.path.dirname(user_dir))}, line {found[1]}"
 
 
 _INPUT_ERRORS = [

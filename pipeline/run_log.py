@@ -31,11 +31,13 @@ class Progress(logging.Handler):
     TFX's "A cached execution is used" names no component, so it is matched by thread.
     """
 
-    def __init__(self, terminal: TextIO, nodes: List[str] = (), *, echo_to_log: bool = True):
+    def __init__(self, terminal: TextIO, nodes: List[str] = (), *, echo_to_log: bool = True,
+                 component_lines: bool = True):
         super().__init__(logging.INFO)
         self.terminal, self.echo_to_log = terminal, echo_to_log
+        self.component_lines = component_lines  # False: only the live status line and heartbeats
         self.track(nodes)
-        self.live = terminal.isatty()
+        self.live = hasattr(terminal, "isatty") and terminal.isatty()
         self.running: Dict[str, List] = {}  # node -> [started, cached, thread]
         self.finished = 0
         self.run_started = time.monotonic()
@@ -73,8 +75,9 @@ class Progress(logging.Handler):
                 node = _FINISHED.match(message).group(1)
                 started, cached, _ = self.running.pop(node, [time.monotonic(), False, None])
                 self.finished += 1
-                self._write(f"{self._prefix(node)} {'cached' if cached else 'executed':<9} "
-                            f"{time.monotonic() - started:6.1f} s")
+                if self.component_lines:
+                    self._write(f"{self._prefix(node)} {'cached' if cached else 'executed':<9} "
+                                f"{time.monotonic() - started:6.1f} s")
                 self._show_running()
 
     def _prefix(self, node: str) -> str:
@@ -122,16 +125,20 @@ def log_path_for(output_root: str, pipeline_name: str) -> str:
 
 
 @contextlib.contextmanager
-def captured(log_path: str, *, to_terminal: bool = False) -> Iterator[Progress]:
+def captured(log_path: str, *, to_terminal: bool = False, terminal: TextIO = None,
+             component_lines: bool = True) -> Iterator[Progress]:
     """Inside: fds 1 and 2 (every log line, print and child process) go to ``log_path``; progress to the terminal.
 
     ``to_terminal`` (--verbose): everything stays on the terminal, as before, with progress lines added.
+    ``terminal``: where progress goes instead of the process's fd 1, e.g. a Jupyter cell's output stream
+    (sys.stdout and sys.stderr then go to the log file too). ``component_lines``: see Progress.
     """
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     point_latest(os.path.join(os.path.dirname(log_path), "latest.log"), log_path)
     root = logging.getLogger()
     if to_terminal:  # Python's logging goes to the file as well (C++ and child processes only to the terminal)
-        progress, file_handler = Progress(sys.stdout, echo_to_log=False), logging.FileHandler(log_path)
+        progress = Progress(terminal or sys.stdout, echo_to_log=False, component_lines=component_lines)
+        file_handler = logging.FileHandler(log_path)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
         for handler in (progress, file_handler):
             root.addHandler(handler)
@@ -149,8 +156,14 @@ def captured(log_path: str, *, to_terminal: bool = False) -> Iterator[Progress]:
     log_file = open(log_path, "a", buffering=1)
     os.dup2(log_file.fileno(), 1)
     os.dup2(log_file.fileno(), 2)
-    # sys.stdout and sys.stderr stay on fds 1 and 2: what libraries print (Keras' epoch lines) is log.
-    progress = Progress(terminal_out)
+    # sys.stdout and sys.stderr stay on fds 1 and 2: what libraries print (Keras' epoch lines) is log. A given
+    # terminal is a stream of its own (not fd 1): sys.stdout and sys.stderr then point at the log file meanwhile.
+    saved_streams = (sys.stdout, sys.stderr)
+    moved_handlers = []
+    if terminal is not None:
+        sys.stdout = sys.stderr = log_file
+        moved_handlers = _move_stream_handlers(saved_streams, log_file)
+    progress = Progress(terminal or terminal_out, component_lines=component_lines)
     root.addHandler(progress)
     try:
         yield progress
@@ -163,9 +176,26 @@ def captured(log_path: str, *, to_terminal: bool = False) -> Iterator[Progress]:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
+        sys.stdout, sys.stderr = saved_streams
+        for handler, stream in moved_handlers:
+            handler.setStream(stream)
         os.dup2(saved_out, 1)
         os.dup2(saved_err, 2)
         os.close(saved_out)
         os.close(saved_err)
         terminal_out.close()
         log_file.close()
+
+
+def _move_stream_handlers(streams, target) -> list:
+    """Points every logger's handlers that write to one of ``streams`` (absl's and TensorFlow's own among them)
+    at ``target``; returns (handler, its stream) to restore."""
+    moved = []
+    loggers = [logging.getLogger()] + [logger for logger in list(logging.Logger.manager.loggerDict.values())
+                                       if isinstance(logger, logging.Logger)]
+    handlers = {id(h): h for logger in loggers for h in logger.handlers}
+    for handler in handlers.values():
+        handler = getattr(handler, "python_handler", handler)  # absl's ABSLHandler wraps a StreamHandler
+        if isinstance(handler, logging.StreamHandler) and handler.stream in streams:
+            moved.append((handler, handler.setStream(target)))
+    return moved

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import grpc
 from absl import logging
@@ -45,7 +45,8 @@ REASON_KEY = "reason"
 _LOG_TAIL_CHARS = 4000
 
 
-def _free_port() -> int:
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the server binds it a moment later)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -80,7 +81,7 @@ class LocalProcessRunner(base_runner.BaseModelServerRunner):
         self._dirs = [tempfile.TemporaryDirectory(prefix="tfxp-infra-validation-"),
                       tempfile.TemporaryDirectory(prefix="tfxp-infra-validation-log-")]
         self._workdir, self._log_path = self._dirs[0].name, f"{self._dirs[1].name}/serve.log"
-        self._grpc_port, self._rest_port = _free_port(), _free_port()
+        self._grpc_port, self._rest_port = free_loopback_port(), free_loopback_port()
         command = [sys.executable, "-m", "pipeline.cli", "serve", "--host=127.0.0.1",
                    f"--port={self._grpc_port}", f"--rest_api_port={self._rest_port}",
                    f"--model_name={self._model_name}", f"--model_base_path={self._base_path}", "--access_log="]
@@ -123,6 +124,23 @@ class LocalProcessRunner(base_runner.BaseModelServerRunner):
             directory.cleanup()
 
 
+# A process that already runs a model server (`tfxp dev`) validates candidates in it instead of starting
+# `tfxp serve`: a factory (model_path, serving_binary, serving_spec) -> BaseModelServerRunner, set for this
+# process by `local_runner_override`. The rest of the validation (requests, retries, blessing, warmup) is the same.
+_local_runner_factory: Optional[Callable] = None
+
+
+@contextlib.contextmanager
+def local_runner_override(factory: Callable):
+    """Inside: specs without a platform are validated by ``factory``'s runners, not a new `tfxp serve`."""
+    global _local_runner_factory
+    previous, _local_runner_factory = _local_runner_factory, factory
+    try:
+        yield
+    finally:
+        _local_runner_factory = previous
+
+
 @contextlib.contextmanager
 def _runner_for_unset_platform(created: list):
     """TFX's executor builds its runner in one module function; plug ours in for specs without a platform."""
@@ -130,7 +148,7 @@ def _runner_for_unset_platform(created: list):
 
     def create(model_path, serving_binary, serving_spec):
         if serving_spec.WhichOneof("serving_platform") is None:
-            created.append(LocalProcessRunner(model_path, serving_binary, serving_spec))
+            created.append((_local_runner_factory or LocalProcessRunner)(model_path, serving_binary, serving_spec))
             return created[-1]
         return tfx_create(model_path=model_path, serving_binary=serving_binary, serving_spec=serving_spec)
 
