@@ -249,8 +249,11 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True, 
         print_tflite_report(cfg)
     print(describe_a_prediction(cfg, latest))
     print_report(cfg, report)
-    print(f"Serve it: tfxp serve (TF Serving's REST API on 127.0.0.1:8501 and gRPC on 127.0.0.1:8500, model "
+    from serving.options import GRPC_PORT, REST_PORT
+
+    print(f"Serve it: tfxp serve (TF Serving's REST API on 127.0.0.1:{REST_PORT} and gRPC on 127.0.0.1:{GRPC_PORT}, model "
           f"{cfg.pipeline_name!r}); query it: tfxp predict ROWS.csv. Both take the --config of tfxp run.")
+    print("Iterate on your files: tfxp dev (reruns what each save affects, the model served; docs/dev-loop.md).")
     return 0
 
 

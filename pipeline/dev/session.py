@@ -19,7 +19,7 @@ import time
 from typing import Iterable, List, Optional, Sequence, Set
 
 from components.core.user_code import UserCodeError
-from pipeline import history, local_runner, run_guard, run_log
+from pipeline import local_runner, run_guard, run_log
 from pipeline.code_fingerprint import user_package_reach
 from pipeline.config import ConfigError, PipelineConfig, load_config
 from pipeline.dev import reload, summary

@@ -40,7 +40,8 @@ def header(iteration: Iteration) -> str:
 
 
 def served_line(iteration: Iteration, version: int) -> str:
-    return f"  served: version {version}, {iteration.served_after:.1f} s after the save: {iteration.prediction}"
+    since = "the save" if iteration.changed else "the start"
+    return f"  served: version {version}, {iteration.served_after:.1f} s after {since}: {iteration.prediction}"
 
 
 def _components(outcome: Outcome, state: str, with_seconds: bool) -> str:

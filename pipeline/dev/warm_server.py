@@ -74,7 +74,7 @@ class ServedModel:
         self._server = _start_server([
             f"--host={HOST}", f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
             f"--model_name={self.model_name}", f"--model_base_path={self.base_path}", "--access_log=",
-            "--file_system_poll_wait_seconds=1", f"--rest_api_num_threads=4"])
+            "--file_system_poll_wait_seconds=1", "--rest_api_num_threads=4"])
 
     @property
     def versions(self) -> List[int]:

@@ -55,8 +55,9 @@ def served_versions(dev):
 def layer_sizes(version_dir):
     import tensorflow as tf
 
-    serve = tf.saved_model.load(version_dir).signatures["serving_default"]
-    kernels = {v.name.split("/")[0]: v.shape for v in serve.variables if re.match(r"hidden_\d+/kernel", v.name)}
+    loaded = tf.saved_model.load(version_dir)  # held: the signature's variables live as long as it does
+    kernels = {v.name.split("/")[0]: v.shape for v in loaded.signatures["serving_default"].variables
+               if re.match(r"hidden_\d+/kernel", v.name)}
     return tuple(int(kernels[name][-1]) for name in sorted(kernels))
 
 
@@ -75,7 +76,7 @@ def test_the_first_iteration_runs_the_pipeline_and_the_pushed_model_answers_over
     response = requests.post(f"{dev.url}/v1/models/{PACKAGE}:predict", timeout=30,
                              json={"instances": [{"b64": base64.b64encode(example[0]).decode()}]})
     assert response.status_code == 200 and 0 <= response.json()["predictions"][0][0] <= 1
-    assert re.search(rf"served: version {pushed}, [\d.]+ s after the save: P\(big_tipper\) = \d\.\d{{3}} on the first "
+    assert re.search(rf"served: version {pushed}, [\d.]+ s after the start: P\(big_tipper\) = \d\.\d{{3}} on the first "
                      rf"eval example \(its label: [01]\)", summary), summary
 
 

@@ -20,7 +20,7 @@ class DevProcess(BackgroundProcess):
 
     STOP_SIGNAL = signal.SIGINT  # what a user's Ctrl-C sends
 
-    def __init__(self, config_path: str, log_dir: str, pythonpath: Optional[str] = None):
+    def __init__(self, config_path: str, log_dir: str, pythonpath: Optional[str] = None, overrides: List[str] = ()):
         self.grpc_port, self.rest_port = free_port(), free_port()
         self.output_path = os.path.join(log_dir, f"dev-{self.rest_port}.out")
         self.access_log = os.devnull
@@ -31,12 +31,13 @@ class DevProcess(BackgroundProcess):
         # cwd: not the project root, which `python -m` would put ahead of PYTHONPATH.
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", "dev", "--config", config_path, f"--port={self.grpc_port}",
-             f"--rest_api_port={self.rest_port}"], stdout=self._output, stderr=subprocess.STDOUT, env=env,
+             f"--rest_api_port={self.rest_port}", *(f"--set={o}" for o in overrides)], stdout=self._output, stderr=subprocess.STDOUT, env=env,
             cwd=log_dir)
         self.url = f"http://127.0.0.1:{self.rest_port}"
 
     def output(self) -> str:
-        self._output.flush()
+        if not self._output.closed:
+            self._output.flush()
         with open(self.output_path) as f:
             return f.read()
 
