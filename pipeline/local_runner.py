@@ -101,7 +101,7 @@ def local_beam_args(cfg: PipelineConfig, services=None) -> list:
 
 def build(cfg: PipelineConfig, services=None):
     """The pipeline ``tfxp run`` runs: the curated schema staged, MLMD in the local sqlite file."""
-    from tfx import v1 as tfx
+    from tfx.orchestration import metadata
 
     from pipeline.pipeline import create_pipeline
 
@@ -109,7 +109,7 @@ def build(cfg: PipelineConfig, services=None):
     schema_file = stage_schema(cfg) if cfg.schema_path else None
     return create_pipeline(
         cfg, schema_file=schema_file, beam_pipeline_args=local_beam_args(cfg, services),
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(
             cfg.resolved_metadata_path))
 
 

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from tfx import v1 as tfx
+# Not `from tfx import v1`: it also imports TFX's Google Cloud and Kubeflow extensions (aiplatform,
+# kfp), 3-5 s of every `tfxp run`'s start-up that a local run never uses.
+from tfx.components import ExampleValidator, Pusher, SchemaGen, StatisticsGen, Trainer, Transform
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import example_gen_pb2, infra_validator_pb2, pusher_pb2, trainer_pb2
+from tfx.types import Channel, standard_artifacts
 
 from components.custom.anomalies_gate import AnomaliesGate
 from components.custom.import_examples import CopyingImportExampleGen
@@ -33,11 +41,11 @@ def _filesystem_pusher(model, blessing, base_directory: str, infra_blessing=None
     With an infra blessing, the Pusher pushes the InfraValidator's copy of the model, which carries
     its requests as ``assets.extra/tf_serving_warmup_requests`` (TFX pushes it only when ``model`` is unset).
     """
-    return tfx.components.Pusher(
+    return Pusher(
         model=None if infra_blessing is not None else model, model_blessing=blessing,
         infra_blessing=infra_blessing,
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=base_directory)))
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base_directory)))
 
 
 def _infra_validator(cfg: PipelineConfig, model, examples):
@@ -46,19 +54,19 @@ def _infra_validator(cfg: PipelineConfig, model, examples):
     ``kubernetes``: TFX's KubernetesRunner (a pod of ``serving.image``); ``local_process``: the
     ServingSpec names no platform and `tfxp serve` runs here (components/custom/infra_validator.py)."""
     iv = cfg.serving.infra_validation
-    serving_spec = tfx.proto.ServingSpec(
-        tensorflow_serving=tfx.proto.TensorFlowServing(image_name=cfg.serving.image_name,
-                                                       tags=[cfg.serving.image_tag]),
+    serving_spec = infra_validator_pb2.ServingSpec(
+        tensorflow_serving=infra_validator_pb2.TensorFlowServing(image_name=cfg.serving.image_name,
+                                                                 tags=[cfg.serving.image_tag]),
         model_name=cfg.pipeline_name)
     if iv.platform == "kubernetes":
-        serving_spec.kubernetes.CopyFrom(tfx.proto.KubernetesConfig(
+        serving_spec.kubernetes.CopyFrom(infra_validator_pb2.KubernetesConfig(
             service_account_name=cfg.serving.kubernetes.service_account or ""))
     component = InfraValidator(
         code_fingerprint=code_fingerprint.infra_validator_fingerprint(), model=model, examples=examples, serving_spec=serving_spec,
-        validation_spec=tfx.proto.ValidationSpec(max_loading_time_seconds=iv.max_loading_seconds,
-                                                 num_tries=iv.tries),
-        request_spec=tfx.proto.RequestSpec(
-            tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(signature_names=["serving_default"]),
+        validation_spec=infra_validator_pb2.ValidationSpec(max_loading_time_seconds=iv.max_loading_seconds,
+                                                           num_tries=iv.tries),
+        request_spec=infra_validator_pb2.RequestSpec(
+            tensorflow_serving=infra_validator_pb2.TensorFlowServingRequestSpec(signature_names=["serving_default"]),
             split_name="eval", num_examples=iv.examples, make_warmup=True))
     return component.with_id("infra_validator")
 
@@ -66,7 +74,7 @@ def _infra_validator(cfg: PipelineConfig, model, examples):
 def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
                     metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
-                    exclude_candidate_from_baseline: bool = True) -> tfx.dsl.Pipeline:
+                    exclude_candidate_from_baseline: bool = True) -> Pipeline:
     """Builds the pipeline from ``cfg``.
 
     ``schema_file`` overrides ``cfg.schema_path`` (the local runner passes a
@@ -75,37 +83,37 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
     # ImportExampleGen that copies the pre-split files instead of re-writing every record with Beam.
     example_gen = CopyingImportExampleGen(
         input_base=cfg.resolved_data_root,
-        input_config=tfx.proto.Input(splits=[
-            tfx.proto.Input.Split(name="train", pattern="train/*"),
-            tfx.proto.Input.Split(name="eval", pattern="eval/*"),
+        input_config=example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name="train", pattern="train/*"),
+            example_gen_pb2.Input.Split(name="eval", pattern="eval/*"),
         ])).with_id("ImportExampleGen")
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     schema_file = schema_file or cfg.resolved_schema_path
     if schema_file:
-        schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
+        schema_gen = ImportSchemaGen(schema_file=schema_file)
     else:
-        schema_gen = tfx.components.SchemaGen(
+        schema_gen = SchemaGen(
             statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False)
-    example_validator = tfx.components.ExampleValidator(
+    example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"],
                                    code_fingerprint=code_fingerprint.gate_fingerprint())
 
     user = cfg.user_code
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=user.preprocessing_fn,
         custom_config={"code_fingerprint": code_fingerprint.transform_fingerprint(cfg.user_package)})
     transform.add_upstream_node(anomalies_gate)  # no Transform on data that failed validation
 
-    trainer = tfx.components.Trainer(
+    trainer = Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(num_steps=cfg.training.train_steps),
-        eval_args=tfx.proto.EvalArgs(num_steps=cfg.training.eval_steps),
+        train_args=trainer_pb2.TrainArgs(num_steps=cfg.training.train_steps),
+        eval_args=trainer_pb2.EvalArgs(num_steps=cfg.training.eval_steps),
         custom_config=trainer_custom_config(
             cfg.training, cfg.user_package, cfg.tflite.qat_steps if cfg.quantization_aware_training else 0,
             code_fingerprint.trainer_fingerprint(cfg.user_package)))
@@ -113,20 +121,20 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
     # Baseline: the latest blessed model other than this run's candidate (see
     # components/baseline.py); Kubeflow's compiler only knows TFX's stock strategy.
     if exclude_candidate_from_baseline:
-        baseline_resolver = tfx.dsl.Resolver(
+        baseline_resolver = Resolver(
             strategy_class=LatestBlessedNonCandidateModelStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+            model=Channel(type=standard_artifacts.Model),
+            model_blessing=Channel(type=standard_artifacts.ModelBlessing),
             **{CANDIDATE_KEY: trainer.outputs["model"]},
         ).with_id("latest_blessed_model_resolver")
     else:
-        baseline_resolver = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        baseline_resolver = Resolver(
+            strategy_class=LatestBlessedModelStrategy,
+            model=Channel(type=standard_artifacts.Model),
+            model_blessing=Channel(type=standard_artifacts.ModelBlessing),
         ).with_id("latest_blessed_model_resolver")
 
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"],
@@ -163,7 +171,7 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
                                          cfg.lite_serving_model_dir).with_id("pusher_lite")
         components += [tflite_converter, tflite_evaluator, pusher_lite]
 
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=cfg.pipeline_name,
         pipeline_root=cfg.resolved_pipeline_root,
         components=components,
