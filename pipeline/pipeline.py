@@ -13,7 +13,7 @@ from typing import List, Optional
 
 # Not `from tfx import v1`: it also imports TFX's Google Cloud and Kubeflow extensions (aiplatform,
 # kfp), 3-5 s of every `tfxp run`'s start-up that a local run never uses.
-from tfx.components import ExampleValidator, Pusher, SchemaGen, StatisticsGen, Trainer, Transform
+from tfx.components import Evaluator, ExampleValidator, Pusher, SchemaGen, StatisticsGen, Trainer, Transform
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
