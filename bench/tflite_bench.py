@@ -74,10 +74,11 @@ def main():
     transformed_dir = export.transformed_model_dir(model_root)
     reference = task.compute_metrics(labels, E.saved_model_outputs(transformed_dir, features))
     gate = task.metric(task.GATE_METRIC)
-    serve = tf.saved_model.load(transformed_dir).signatures[C.SIGNATURE]
+    saved_model = tf.saved_model.load(transformed_dir)  # the serving model, with the transformed-input signature
+    serve = saved_model.signatures[export.TRANSFORMED_SIGNATURE]
     one = [{k: tf.constant(v[i:i + 1]) for k, v in features.items()} for i in range(LATENCY_EXAMPLES)]
     saved_model_s = per_example_seconds(lambda i: serve(**one[i]), LATENCY_EXAMPLES)
-    serving = tf.saved_model.load(os.path.join(model_root, "Format-Serving")).signatures["serving_default"]
+    serving = saved_model.signatures[export.SIGNATURE]
     raw = predict.first_raw_examples(cfg.resolved_data_root, "eval", LATENCY_EXAMPLES)
     full_serving_s = per_example_seconds(lambda i: serving(examples=tf.constant(raw[i:i + 1])), len(raw) - 1)
 

@@ -45,6 +45,9 @@ def make_eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
         metrics.append(config)
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
+            # The Trainer's SavedModel is read through its signatures; named, TFMA skips loading
+            # it once more as Keras just to find out (about 1 s per model).
+            model_type=tfma.TF_GENERIC,
             signature_name="serving_default",
             label_key=task.label_key,
             preprocessing_function_names=["transform_features"])],

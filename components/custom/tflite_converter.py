@@ -1,7 +1,8 @@
 """TFLiteConverter: a custom TFX component that turns the Trainer's model into TFLite variants.
 
 Input contract: tf.Transform's vocabulary (hash table) ops are not TFLite builtins, so the
-TFLite models take the TRANSFORMED features, one ``[1, 1]`` input per model feature, named
+TFLite models are converted from the Trainer's ``serving_transformed`` signature and take the
+TRANSFORMED features, one ``[1, 1]`` input per model feature, named
 ``<feature>_xf`` (float32 for numeric features, int64 ids for the rest; an int8 model takes its
 float inputs quantized to int8). The output is the task's head (P(label), one probability per
 class, or the value). The app reproduces the transformation with the tf.Transform graph that is
@@ -74,8 +75,10 @@ def representative_dataset(features: Dict[str, np.ndarray]) -> Callable[[], Iter
 # -- conversion -----------------------------------------------------------------------------------
 
 def convert(saved_model_dir: str, variant: str, representative: Callable = None) -> bytes:
-    """One TFLite flatbuffer of the SavedModel's serving_default, quantized as ``variant`` says."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[SIGNATURE])
+    """One TFLite flatbuffer of the SavedModel's signature over transformed features, quantized as
+    ``variant`` says; in the flatbuffer the signature is ``serving_default``."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir,
+                                                         signature_keys=[export.TRANSFORMED_SIGNATURE])
     if variant == "dynamic_range":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif variant == "float16":
@@ -91,7 +94,24 @@ def convert(saved_model_dir: str, variant: str, representative: Callable = None)
         converter.inference_output_type = tf.int8
     elif variant != "none":
         raise ValueError(f"unknown TFLite quantization {variant!r}; expected one of {', '.join(QUANTIZATIONS)}")
-    return converter.convert()
+    return rename_signature(converter.convert(), export.TRANSFORMED_SIGNATURE, SIGNATURE)
+
+
+def rename_signature(tflite_model: bytes, old: str, new: str) -> bytes:
+    """The flatbuffer with its signature ``old`` called ``new``, and its input tensors' names
+    (``<signature>_<input>:0``) likewise: the converter keeps the SavedModel's key in both."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(tflite_model)
+    (signature,) = [s for s in model.signatureDefs if s.signatureKey.decode() == old]
+    signature.signatureKey = new.encode()
+    tensors = model.subgraphs[signature.subgraphIndex].tensors
+    prefix = f"{old}_".encode()
+    for tensor_map in signature.inputs:
+        tensor = tensors[tensor_map.tensorIndex]
+        if tensor.name.startswith(prefix):
+            tensor.name = f"{new}_".encode() + tensor.name[len(prefix):]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def input_contract(tflite_model: bytes, variant: str) -> Dict[str, Any]:

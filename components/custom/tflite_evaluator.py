@@ -45,7 +45,7 @@ REPORT_FILE = "report.json"
 
 def saved_model_outputs(saved_model_dir: str, features: Dict[str, np.ndarray], batch: int = 1024) -> np.ndarray:
     """[N, output units] from the SavedModel over transformed features."""
-    serve = tf.saved_model.load(saved_model_dir).signatures[export.SIGNATURE]
+    serve = tf.saved_model.load(saved_model_dir).signatures[export.TRANSFORMED_SIGNATURE]
     count = len(next(iter(features.values())))
     out = [serve(**{k: tf.constant(v[i:i + batch]) for k, v in features.items()})[export.OUTPUT_KEY].numpy()
            for i in range(0, count, batch)]

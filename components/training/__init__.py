@@ -3,7 +3,7 @@
 options.py   the training: section of the config, strategy names, the Trainer custom_config (no TensorFlow)
 trainer.py   run_fn: builds your model for your task, trains it under the strategy, exports it
 inputs.py    the input pipeline (training, diagnose-input, TFLite), the model inputs
-export.py    the SavedModel exports: serving_default on raw tf.Examples, the bare model for TFLite
+export.py    the one SavedModel: serving_default on raw tf.Examples, transform_features, serving_transformed (TFLite)
 strategy.py  builds the tf.distribute strategy by name
 launcher.py  starts and watches local worker processes (multi-worker, parameter server, logical CPUs)
 worker.py    one worker process: builds the strategy in a fresh runtime, runs the trainer

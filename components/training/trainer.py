@@ -50,9 +50,14 @@ class TrainerJob:
         return TrainerJobConfig.from_custom_config(self.custom_config)
 
 
+def uses_autograph(user: UserCode) -> bool:
+    """model.py's USE_AUTOGRAPH: whether the model's functions (steps, exported signatures) need autograph."""
+    return bool(getattr(user.model_module(), "USE_AUTOGRAPH", False))
+
+
 def apply_autograph_choice(model: keras.Model, user: UserCode) -> None:
     """Unless model.py sets USE_AUTOGRAPH, traces the model's step functions without autograph."""
-    if getattr(user.model_module(), "USE_AUTOGRAPH", False):
+    if uses_autograph(user):
         return
     for name in ("train_step", "test_step", "predict_step"):
         setattr(model, name, tf.autograph.experimental.do_not_convert(getattr(model, name)))
@@ -113,7 +118,7 @@ def use_input_cache(train_files, options) -> bool:
 
 
 def train_and_export(job: TrainerJob, strategy, export_dir: str, *, is_chief: bool = True) -> None:
-    """Trains under ``strategy`` and exports into ``export_dir`` (a Format-Serving folder) and beside it."""
+    """Trains under ``strategy`` and exports into ``export_dir`` (a Format-Serving folder; QAT's model beside it)."""
     config = job.config
     options = config.options
     user = load_user_code(config.user_package)
@@ -141,19 +146,18 @@ def train_and_export(job: TrainerJob, strategy, export_dir: str, *, is_chief: bo
         eval_ds = inputs.make_input_dataset(job.eval_files, tf_transform_output, user, global_batch, shuffle=False)
         model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=eval_ds,
                   validation_steps=validation_steps, verbose=2, callbacks=callbacks)
-    model_uri = os.path.dirname(export_dir.rstrip("/"))
-    # QAT clones the model, so it runs before export_serving_model attaches the tf.Transform layer.
-    # (The config rejects QAT with parameter_server.)
-    if config.qat_steps > 0:
+    autograph = uses_autograph(user)
+    export.export_model(model, tf_transform_output, user, export_dir, autograph=autograph)
+    if config.qat_steps > 0:  # (the config rejects QAT with parameter_server)
         from components.training.qat import train_quantization_aware
 
         log.info("quantization-aware training: %d steps", config.qat_steps)
         with strategy.scope():
             qat_model = train_quantization_aware(model, train_ds, config.qat_steps,
                                                  lambda copy: compile_like(copy, model, user))
-        export.export_transformed_model(qat_model, export.transformed_model_dir(model_uri, qat=True))
-    export.export_transformed_model(model, export.transformed_model_dir(model_uri))
-    export.export_serving_model(model, tf_transform_output, user, export_dir)
+        model_uri = os.path.dirname(export_dir.rstrip("/"))
+        export.export_transformed_model(qat_model, export.transformed_model_dir(model_uri, qat=True),
+                                        autograph=autograph)
 
 
 def run_fn(fn_args) -> None:

@@ -97,6 +97,34 @@ def test_input_contract_names_every_transformed_feature(binary_variants, workspa
                                                                                        "shape": [1, 1]}
 
 
+def test_the_tflite_model_of_the_one_saved_model_keeps_the_contract_and_serves_as_serving_default(binary_variants,
+                                                                                                  workspace):
+    """Converted from the serving SavedModel's serving_transformed signature: under serving_default, one
+    [1, 1] input per transformed feature (tensors serving_default_<input>:0), the output "outputs", no
+    tf.Transform (hash table) op; fed what transform_features computes from raw examples, it answers
+    what serving_default answers."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    user, content = workspace.user("synth_binary"), binary_variants["none"]
+    runner = tf.lite.Interpreter(model_content=content).get_signature_runner(C.SIGNATURE)
+    assert list(tf.lite.Interpreter(model_content=content).get_signature_list()) == ["serving_default"]
+    names = {f.transformed_name for f in user.model_features}
+    assert {name: (d["name"], list(d["shape"])) for name, d in runner.get_input_details().items()} == {
+        name: (f"serving_default_{name}:0", [1, 1]) for name in names}
+    assert list(runner.get_output_details()) == ["outputs"]
+    model = flatbuffer_utils.convert_bytearray_to_object(content)
+    ops = {flatbuffer_utils.opcode_to_name(model, i) for i in range(len(model.operatorCodes))}
+    assert not [op for op in ops if op == "CUSTOM" or "HASHTABLE" in op], ops
+
+    serving = tf.saved_model.load(workspace.trained("synth_binary")["serving"])
+    raw = [r.numpy() for r in tf.data.TFRecordDataset(
+        tf.io.gfile.glob(workspace.tfrecords("synth_binary")["patterns"]["eval"]), compression_type="GZIP").take(50)]
+    transformed = inputs.to_model_inputs(user, serving.signatures["transform_features"](examples=tf.constant(raw)))
+    outputs, _ = E.tflite_outputs(content, {name: value.numpy() for name, value in transformed.items()})
+    expected = serving.signatures["serving_default"](examples=tf.constant(raw))["outputs"].numpy()
+    np.testing.assert_allclose(outputs, expected, atol=TOLERANCE["none"]["max"])
+
+
 def test_the_calibration_sample_spreads_over_the_split(workspace):
     transformed, user = workspace.transformed("synth_binary"), workspace.user("synth_binary")
     sample = C.calibration_sample(transformed["files"]["train"], transformed["transform_output"], user, 10,

@@ -1,5 +1,6 @@
 """run_fn and its input pipeline, for each task, on a real tf.Transform output of synthetic rows."""
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -75,9 +76,37 @@ def _raw_eval(workspace, package, count):
     return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)]
 
 
-def test_run_fn_exports_both_signatures(workspace, package):
+def test_run_fn_exports_one_saved_model_with_the_three_signatures(workspace, package):
+    trained = workspace.trained(package)
+    saved_models = sorted(d for d, _, files in os.walk(trained["root"]) if "saved_model.pb" in files)
+    assert saved_models == [trained["serving"], trained["qat"]]  # the QAT copy: the workspace trains with QAT on
+    loaded = tf.saved_model.load(trained["serving"])
+    assert set(loaded.signatures) == {"serving_default", "transform_features", "serving_transformed"}
+
+
+def test_the_saved_model_holds_no_keras_objects_only_variables_functions_and_the_transform_graph(workspace):
+    """Readers call its signatures; saving the Keras objects would trace every layer (seconds) for nothing."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(workspace.trained("synth_binary")["serving"], "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    identifiers = {node.user_object.identifier for node in saved_model.meta_graphs[0].object_graph_def.nodes
+                   if node.WhichOneof("kind") == "user_object"}
+    assert identifiers and not [i for i in identifiers if "keras" in i], identifiers
+
+
+def test_serving_transformed_takes_the_transformed_features_and_agrees_with_serving_default(workspace, package):
+    user = workspace.user(package)
     loaded = tf.saved_model.load(workspace.trained(package)["serving"])
-    assert {"serving_default", "transform_features"} <= set(loaded.signatures)
+    serve_transformed = loaded.signatures["serving_transformed"]
+    specs = serve_transformed.structured_input_signature[1]
+    assert {name: tuple(spec.shape) for name, spec in specs.items()} == {
+        f.transformed_name: (None, 1) for f in user.model_features}
+    raw = tf.constant(_raw_eval(workspace, package, 8))
+    transformed = inputs.to_model_inputs(user, loaded.signatures["transform_features"](examples=raw))
+    np.testing.assert_allclose(serve_transformed(**transformed)["outputs"].numpy(),
+                               loaded.signatures["serving_default"](examples=raw)["outputs"].numpy(), rtol=1e-6)
 
 
 def test_serving_default_takes_raw_examples_and_returns_the_task_s_output(workspace, package):
