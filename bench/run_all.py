@@ -28,6 +28,7 @@ from pipeline.config import PROJECT_ROOT
 BENCHMARKS = [
     ("input_bench", "input.json", True),
     ("tflite_bench", "tflite.json", True),
+    ("evaluator_bench", "evaluator.json", True),
     ("serving_bench", "serving_bench.json", True),
     ("data_bench", "data_bench.json", False),
     ("beam_presets", "beam_presets.json", False),

@@ -6,6 +6,7 @@ Trainer take code by module path, custom components by executor class. Each of t
 them re-runs the component (and what follows) and nothing else.
 
     AnomaliesGate        components/__init__.py, components/custom/
+    Evaluator            components/__init__.py, components/custom/
     Transform            components/__init__.py, components/core/, and the files of the user package
                          that preprocessing.py reaches (its imports, at any depth, in any function)
     Trainer              components/__init__.py, components/core/, components/training/, the user
@@ -152,6 +153,11 @@ def fingerprint(files: Iterable[str]) -> str:
 
 
 def gate_fingerprint() -> str:
+    return fingerprint(platform_files("custom"))
+
+
+def evaluator_fingerprint() -> str:
+    """The Evaluator's executor (TFX's, which reuses an unchanged baseline's metrics)."""
     return fingerprint(platform_files("custom"))
 
 

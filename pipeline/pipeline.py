@@ -13,7 +13,7 @@ from typing import List, Optional
 
 # Not `from tfx import v1`: it also imports TFX's Google Cloud and Kubeflow extensions (aiplatform,
 # kfp), 3-5 s of every `tfxp run`'s start-up that a local run never uses.
-from tfx.components import Evaluator, ExampleValidator, Pusher, SchemaGen, StatisticsGen, Trainer, Transform
+from tfx.components import ExampleValidator, Pusher, SchemaGen, StatisticsGen, Trainer, Transform
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
@@ -25,6 +25,7 @@ from components.custom.anomalies_gate import AnomaliesGate
 from components.custom.import_examples import CopyingImportExampleGen
 from components.custom.infra_validator import InfraValidator
 from components.custom.baseline import CANDIDATE_KEY, LatestBlessedNonCandidateModelStrategy
+from components.custom.evaluator import Evaluator
 from components.custom.tflite_converter import TFLiteConverter
 from components.custom.tflite_evaluator import TFLiteEvaluator
 from components.training.options import trainer_custom_config
@@ -134,11 +135,14 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
             model_blessing=Channel(type=standard_artifacts.ModelBlessing),
         ).with_id("latest_blessed_model_resolver")
 
+    # TFX's Evaluator that reads an unchanged baseline's metrics back (components/custom/evaluator.py).
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"],
+        baseline_model_blessing=baseline_resolver.outputs["model_blessing"],
         eval_config=make_eval_config(cfg),
+        code_fingerprint=code_fingerprint.evaluator_fingerprint(),
     ).with_id("evaluator")
 
     infra_validator = _infra_validator(cfg, trainer.outputs["model"], example_gen.outputs["examples"])
