@@ -29,13 +29,16 @@ setup(
         "grpcio",
         "jinja2",
         "matplotlib",
+        "psutil",  # tfxp dev: ends its child processes on a second Ctrl-C
     ],
     extras_require={
         "dev": ["pytest==8.0.0", "pytest-timeout", "gcp-storage-emulator==2026.7.19",
                 # tests/serving/test_k8s.py: Kubernetes' API schemas (shipped: offline); jsonschema also checks
                 # serving/docker-compose.yml against the compose-spec schema (KServe's and compose-spec's
                 # schemas come from PyPI and npm at test time: tests/support/registry_schemas.py)
-                "kubernetes-validate==1.37.0", "jsonschema"],
+                "kubernetes-validate==1.37.0", "jsonschema",
+                # the notebook (notebooks/dev_loop.ipynb) executed in a real Jupyter kernel
+                "nbclient", "nbformat", "ipykernel"],
     },
     entry_points={"console_scripts": ["tfxp=pipeline.cli:main"]},
 )

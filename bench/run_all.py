@@ -33,6 +33,7 @@ BENCHMARKS = [
     ("data_bench", "data_bench.json", False),
     ("beam_presets", "beam_presets.json", False),
     ("pipeline_bench", "pipeline_bench.json", False),
+    ("dev_bench", "dev_bench.json", False),
     ("scale_bench", "scale.json", False),
 ]
 NAMES = [name for name, _, _ in BENCHMARKS]

@@ -70,6 +70,8 @@ class DevSession:
         self._example: Optional[bytes] = None
         self.watcher = Watcher(self.watched_files)
         self.watcher.mark()
+        for stream in (sys.stdout, sys.stderr):  # what importing the libraries printed belongs to the start
+            stream.flush()
 
     # -- what the loop watches -----------------------------------------------------------------------
     def _load_config(self) -> PipelineConfig:
