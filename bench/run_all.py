@@ -27,6 +27,7 @@ from pipeline.config import PROJECT_ROOT
 # in the order they run: the quick ones on the default run's artifacts first, the whole-pipeline ones last.
 BENCHMARKS = [
     ("input_bench", "input.json", True),
+    ("trainer_bench", "trainer.json", True),
     ("tflite_bench", "tflite.json", True),
     ("evaluator_bench", "evaluator.json", True),
     ("serving_bench", "serving_bench.json", True),

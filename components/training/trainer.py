@@ -9,10 +9,12 @@ processes of their own are handed to launcher.py, which starts worker.py process
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
+import time
 from typing import Any, Dict, List
 
 import tensorflow as tf
@@ -117,7 +119,41 @@ def use_input_cache(train_files, options) -> bool:
     return fits
 
 
-def train_and_export(job: TrainerJob, strategy, export_dir: str, *, is_chief: bool = True) -> None:
+class TrainerTimes(keras.callbacks.Callback):
+    """Seconds of each phase of train_and_export and of each Keras epoch (logged, and read by
+    bench/trainer_bench.py): where a Trainer's time goes, at no cost."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: Dict[str, float] = {}
+        self.epochs: List[float] = []
+        self._epoch_start = 0.0
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = time.perf_counter() - start
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(time.perf_counter() - self._epoch_start)
+
+    def describe(self) -> str:
+        parts = []
+        for name, seconds in self.seconds.items():
+            text = f"{name} {seconds:.1f} s"
+            if name == "fit" and self.epochs:
+                rest = self.epochs[1:]
+                text += (f" ({len(self.epochs)} epoch(s): the first {self.epochs[0]:.1f} s"
+                         + (f", then {sum(rest) / len(rest):.2f} s each)" if rest else ")"))
+            parts.append(text)
+        return ", ".join(parts)
+
+
+def train_and_export(job: TrainerJob, strategy, export_dir: str, *, is_chief: bool = True) -> TrainerTimes:
     """Trains under ``strategy`` and exports into ``export_dir`` (a Format-Serving folder; QAT's model beside it)."""
     config = job.config
     options = config.options
@@ -128,9 +164,10 @@ def train_and_export(job: TrainerJob, strategy, export_dir: str, *, is_chief: bo
     global_batch = per_replica * strategy.num_replicas_in_sync
     log.info("training a model for %s; batch size: %d per replica x %d replica(s) = %d global",
              user.task.describe(), per_replica, strategy.num_replicas_in_sync, global_batch)
-    with strategy.scope():
+    times = TrainerTimes()
+    with times.phase("model"), strategy.scope():
         model = build_user_model(user, inputs.model_inputs(user, tf_transform_output), options.learning_rate)
-    callbacks = [keras.callbacks.TensorBoard(log_dir=job.model_run_dir)] if is_chief else []
+    callbacks = [times] + ([keras.callbacks.TensorBoard(log_dir=job.model_run_dir)] if is_chief else [])
     epochs, steps_per_epoch, validation_steps = epoch_plan(training_steps(job, global_batch), job.eval_steps)
     if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
         # The coordinator hands each worker a dataset it builds itself (DatasetCreator).
@@ -139,25 +176,33 @@ def train_and_export(job: TrainerJob, strategy, export_dir: str, *, is_chief: bo
                                              input_context.get_per_replica_batch_size(global_batch))
 
         train_ds = keras.utils.experimental.DatasetCreator(dataset_fn)
-        model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=2, callbacks=callbacks)
+        with times.phase("fit"):
+            model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=2, callbacks=callbacks)
     else:
-        train_ds = inputs.make_input_dataset(job.train_files, tf_transform_output, user, global_batch,
-                                             cache=use_input_cache(job.train_files, options))
-        eval_ds = inputs.make_input_dataset(job.eval_files, tf_transform_output, user, global_batch, shuffle=False)
-        model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=eval_ds,
-                  validation_steps=validation_steps, verbose=2, callbacks=callbacks)
+        with times.phase("inputs"):
+            train_ds = inputs.make_input_dataset(job.train_files, tf_transform_output, user, global_batch,
+                                                 cache=use_input_cache(job.train_files, options))
+            eval_ds = inputs.make_input_dataset(job.eval_files, tf_transform_output, user, global_batch,
+                                                shuffle=False)
+        with times.phase("fit"):
+            model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=eval_ds,
+                      validation_steps=validation_steps, verbose=2, callbacks=callbacks)
     autograph = uses_autograph(user)
-    export.export_model(model, tf_transform_output, user, export_dir, autograph=autograph)
+    with times.phase("export"):
+        export.export_model(model, tf_transform_output, user, export_dir, autograph=autograph)
     if config.qat_steps > 0:  # (the config rejects QAT with parameter_server)
         from components.training.qat import train_quantization_aware
 
         log.info("quantization-aware training: %d steps", config.qat_steps)
-        with strategy.scope():
-            qat_model = train_quantization_aware(model, train_ds, config.qat_steps,
-                                                 lambda copy: compile_like(copy, model, user))
-        model_uri = os.path.dirname(export_dir.rstrip("/"))
-        export.export_transformed_model(qat_model, export.transformed_model_dir(model_uri, qat=True),
-                                        autograph=autograph)
+        with times.phase("qat"):
+            with strategy.scope():
+                qat_model = train_quantization_aware(model, train_ds, config.qat_steps,
+                                                     lambda copy: compile_like(copy, model, user))
+            model_uri = os.path.dirname(export_dir.rstrip("/"))
+            export.export_transformed_model(qat_model, export.transformed_model_dir(model_uri, qat=True),
+                                            autograph=autograph)
+    log.info("Trainer times: %s", times.describe())
+    return times
 
 
 def run_fn(fn_args) -> None:

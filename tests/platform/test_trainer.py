@@ -208,3 +208,10 @@ def test_the_input_cache_is_used_only_when_the_decompressed_train_split_fits(wor
     assert trainer.use_input_cache(pattern, TrainingOptions(input_cache_max_mb=estimate // 2 ** 20 + 1))
     assert not trainer.use_input_cache(pattern, TrainingOptions(input_cache=False))
     assert not trainer.use_input_cache(pattern, TrainingOptions(input_cache_max_mb=0))  # over the limit: no cache
+
+
+def test_the_trainer_s_times_name_each_phase_and_the_first_epoch_apart_from_the_rest():
+    times = trainer.TrainerTimes()
+    times.seconds = {"model": 0.5, "fit": 12.0, "export": 1.5}
+    times.epochs = [6.0, 1.0, 2.0]
+    assert times.describe() == "model 0.5 s, fit 12.0 s (3 epoch(s): the first 6.0 s, then 1.50 s each), export 1.5 s"
