@@ -30,6 +30,7 @@ BENCHMARKS = [
     ("trainer_bench", "trainer.json", True),
     ("tflite_bench", "tflite.json", True),
     ("evaluator_bench", "evaluator.json", True),
+    ("transform_bench", "transform_bench.json", True),
     ("serving_bench", "serving_bench.json", True),
     ("data_bench", "data_bench.json", False),
     ("beam_presets", "beam_presets.json", False),

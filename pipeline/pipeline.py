@@ -34,6 +34,12 @@ from pipeline.config import PipelineConfig
 from pipeline.evaluation import make_eval_config
 
 RUN_FN = "components.training.trainer.run_fn"
+# Transform's options beyond TFX's defaults: no pre-/post-transform statistics (and their anomalies
+# check against the schema tf.Transform infers from its own output) and no analyzer cache. Nothing
+# reads them (the data is checked before Transform by StatisticsGen, ExampleValidator and the gate;
+# no Transform takes an analyzer_cache input); without them Transform builds and runs 118 Beam stages
+# instead of 207 and computes the same transform (bench/transform_bench.py, docs/transform.md).
+TRANSFORM_OPTIONS = {"disable_statistics": True, "disable_analyzer_cache": True}
 
 
 def _filesystem_pusher(model, blessing, base_directory: str, infra_blessing=None):
@@ -105,7 +111,8 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=user.preprocessing_fn,
-        custom_config={"code_fingerprint": code_fingerprint.transform_fingerprint(cfg.user_package)})
+        custom_config={"code_fingerprint": code_fingerprint.transform_fingerprint(cfg.user_package)},
+        **TRANSFORM_OPTIONS)
     transform.add_upstream_node(anomalies_gate)  # no Transform on data that failed validation
 
     trainer = Trainer(
