@@ -1,6 +1,7 @@
 """Runs the pipeline locally: LocalDagRunner on Beam's DirectRunner, or on Beam's portable job service (`tfxp run`)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -166,7 +167,8 @@ def run_pipeline(cfg: PipelineConfig, progress, log_path: str, *, on_start=None,
                                                  [cfg.serving_model_dir, cfg.lite_serving_model_dir]):
         progress.say(f"An earlier run was stopped before it finished; cleaned up: {recovered}")
     # beam_preset portable: Beam's job service and worker pool, for this run only.
-    with beam_services.for_preset(cfg.beam_preset, os.path.splitext(log_path)[0]) as services:
+    with beam_services.for_preset(cfg.beam_preset, os.path.splitext(log_path)[0]) as services, \
+            _validation_server_ahead(runner_options) as runner_options:
         tfx_pipeline = build(cfg, services)
         nodes = [component.id for component in tfx_pipeline.components]
         progress.say(f"Running pipeline {cfg.pipeline_name!r}: {len(nodes)} components (full log: {log_path})")
@@ -174,6 +176,33 @@ def run_pipeline(cfg: PipelineConfig, progress, log_path: str, *, on_start=None,
         if on_start is not None:
             on_start()
         execute(cfg, tfx_pipeline, **runner_options)
+
+
+@contextlib.contextmanager
+def _validation_server_ahead(runner_options: dict):
+    """The InfraValidator's model server process (local_process) started when the Trainer starts: its imports
+    overlap the Trainer instead of adding to the validation (components/custom/infra_validator.py StandbyServer).
+    Not when a warm process validates in its own server (tfxp dev). Yields the runner options to use."""
+    from components.custom import infra_validator
+    from pipeline.report import TRAINER
+
+    if infra_validator.runner_override_active():
+        yield runner_options
+        return
+    standby = infra_validator.StandbyServer()
+    launched = runner_options.get("on_launch")
+
+    def on_launch(node_id: str) -> None:
+        if node_id == TRAINER:
+            standby.start()
+        if launched is not None:
+            launched(node_id)
+
+    try:
+        with infra_validator.local_runner_override(standby.runner):
+            yield dict(runner_options, on_launch=on_launch)
+    finally:
+        standby.close()
 
 
 def remember_run(cfg: PipelineConfig, by: str, seconds: float, failure: str = "", outcome=None):

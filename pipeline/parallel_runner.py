@@ -36,12 +36,14 @@ class ParallelLocalDagRunner(LocalDagRunner):
     running ones finish, then the run raises RunStopped."""
 
     def __init__(self, max_parallel: int = 2, *, first: Iterable[str] = (), stop: Optional[threading.Event] = None,
-                 first_alone: bool = False, on_done: Optional[Callable[[str], None]] = None):
+                 first_alone: bool = False, on_launch: Optional[Callable[[str], None]] = None,
+                 on_done: Optional[Callable[[str], None]] = None):
         super().__init__()
         self.max_parallel = max_parallel
         self.first = set(first)
         self.stop = stop or threading.Event()
         self.first_alone = first_alone  # True: nothing else starts before ``first`` and its upstream are done
+        self.on_launch = on_launch      # called with a node id in its thread before it is launched
         self.on_done = on_done          # called with a node id in its thread once it completed (or was cached)
 
     def run_with_ir(self, pipeline: pipeline_pb2.Pipeline,
@@ -67,6 +69,8 @@ class ParallelLocalDagRunner(LocalDagRunner):
                 pipeline_runtime_spec=pipeline.runtime_spec,
                 executor_spec=runner_utils.extract_executor_spec(deployment_config, node_id),
                 custom_driver_spec=runner_utils.extract_custom_driver_spec(deployment_config, node_id))
+            if self.on_launch is not None:
+                self.on_launch(node_id)
             logging.info("Component %s is running.", node_id)
             component_launcher.launch()
             logging.info("Component %s is finished.", node_id)

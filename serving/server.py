@@ -80,6 +80,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max_concurrent_requests", type=int, default=256,
         help="not a TF Serving flag: requests in flight per protocol; more get 429/RESOURCE_EXHAUSTED")
     add("--access_log", default="-", help="not a TF Serving flag: access log file ('-': stderr, '': none)")
+    # Not a TF Serving flag: for a server another program starts and owns (the InfraValidator's): it stops, as on
+    # SIGTERM, when its standard input closes, which happens when that program ends, however it ends.
+    add("--stop_on_stdin_eof", default=False, **boolean, help=argparse.SUPPRESS)
     for name in UNSUPPORTED_FLAGS:
         add(f"--{name}", default=None, help=argparse.SUPPRESS)
 
@@ -254,8 +257,20 @@ class ModelServer:
         log.info("server stopped")
 
 
+def _stop_when_stdin_closes() -> None:
+    def watch() -> None:
+        while sys.stdin.buffer.read(65536):
+            pass
+        log.info("standard input closed: the program that started this server has ended")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="stdin-eof", daemon=True).start()
+
+
 def run_serve(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.stop_on_stdin_eof:
+        _stop_when_stdin_closes()
     _setup_access_log(args.access_log)
     options = options_from_args(args)
     server = ModelServer(args, options)

@@ -26,8 +26,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import grpc
 from absl import logging
@@ -52,6 +53,64 @@ def free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
+class _ServerProcess:
+    """`python -m serving.server FLAGS` on a free loopback gRPC port, in an empty working directory of its own
+    (a model that only works next to the code that trained it fails here as in the real server), its output in a
+    log file. serving.server's own entry point: the same flags as `tfxp serve`, without the CLI's parser, the
+    pipeline config and pipeline/. gRPC only: TFX's client validates over gRPC, and without REST the child imports
+    no FastAPI/uvicorn. TensorFlow, most of the child's start, the server needs."""
+
+    def __init__(self, flags: List[str]):
+        self._dirs = [tempfile.TemporaryDirectory(prefix="tfxp-infra-validation-"),
+                      tempfile.TemporaryDirectory(prefix="tfxp-infra-validation-log-")]
+        self.workdir, self.log_path = self._dirs[0].name, f"{self._dirs[1].name}/serve.log"
+        self.grpc_port = free_loopback_port()
+        # --stop_on_stdin_eof: this process holds the pipe's other end; if it dies (a killed run), the server ends.
+        command = [sys.executable, "-m", "serving.server", "--host=127.0.0.1", f"--port={self.grpc_port}",
+                   "--rest_api_port=0", "--access_log=", "--stop_on_stdin_eof", *flags]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+        logging.info("Starting the model server: %s", " ".join(command))
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(command, cwd=self.workdir, stdin=subprocess.PIPE, stdout=log,
+                                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.final_log: Optional[str] = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def wait_until_listening(self, deadline: float) -> None:
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise error_types.JobAborted(f"tfxp serve exited with {self.process.returncode} before serving")
+            try:
+                grpc.channel_ready_future(grpc.insecure_channel(self.endpoint)).result(timeout=1)
+            except grpc.FutureTimeoutError:
+                continue
+            return
+        raise error_types.DeadlineExceeded("deadline exceeded while waiting for tfxp serve to listen")
+
+    def logs(self) -> Optional[str]:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()[-_LOG_TAIL_CHARS:]
+        except FileNotFoundError:  # stopped: what stop() kept
+            return self.final_log
+
+    def stop(self) -> None:
+        self.process.stdin.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # drains, then exits 0
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.final_log = self.logs()
+        for directory in self._dirs:
+            directory.cleanup()
+
+
 class LocalProcessRunner(base_runner.BaseModelServerRunner):
     """Runs `tfxp serve` for the model under ``model_path`` (``<base>/<model_name>/<version>``)."""
 
@@ -60,77 +119,119 @@ class LocalProcessRunner(base_runner.BaseModelServerRunner):
         models_dir, self._model_name, _ = tf_serving_flavor.parse_model_path(
             model_path, expected_model_name=serving_spec.model_name)
         self._base_path = f"{models_dir.rstrip('/')}/{self._model_name}"  # TF Serving's: version dirs inside
-        self._process: Optional[subprocess.Popen] = None
-        # Local by nature: the server process's own empty working directory and its log.
-        self._dirs: list = []
-        self._workdir: Optional[str] = None
-        self._log_path: Optional[str] = None
-        self._grpc_port = None
-        self._endpoint: Optional[str] = None
-        self._final_log: Optional[str] = None
+        self._server: Optional[_ServerProcess] = None
+        self._listening = False
 
     def __repr__(self) -> str:
         return f"LocalProcessRunner(tfxp serve --model_name={self._model_name} --model_base_path={self._base_path})"
 
     def GetEndpoint(self) -> str:
-        assert self._endpoint is not None, "the model server is not running: call Start() and WaitUntilRunning()"
-        return self._endpoint
+        assert self._listening, "the model server is not running: call Start() and WaitUntilRunning()"
+        return self._server.endpoint
 
     def Start(self) -> None:
-        assert self._process is None, "the model server was already started"
-        self._dirs = [tempfile.TemporaryDirectory(prefix="tfxp-infra-validation-"),
-                      tempfile.TemporaryDirectory(prefix="tfxp-infra-validation-log-")]
-        self._workdir, self._log_path = self._dirs[0].name, f"{self._dirs[1].name}/serve.log"
-        self._grpc_port = free_loopback_port()
-        # serving.server's own entry point: the same flags as `tfxp serve`, without the CLI's parser, the
-        # pipeline config and pipeline/. gRPC only: TFX's client validates over gRPC, and without REST the
-        # child imports no FastAPI/uvicorn. TensorFlow, most of the child's start, the server needs.
-        command = [sys.executable, "-m", "serving.server", "--host=127.0.0.1",
-                   f"--port={self._grpc_port}", "--rest_api_port=0",
-                   f"--model_name={self._model_name}", f"--model_base_path={self._base_path}", "--access_log="]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
-        logging.info("Starting the model server: %s", " ".join(command))
-        with open(self._log_path, "w") as log:
-            self._process = subprocess.Popen(command, cwd=self._workdir, stdout=log, stderr=subprocess.STDOUT,
-                                             env=env, start_new_session=True)
+        assert self._server is None, "the model server was already started"
+        self._server = _ServerProcess([f"--model_name={self._model_name}", f"--model_base_path={self._base_path}"])
 
     def WaitUntilRunning(self, deadline: float) -> None:
-        assert self._process is not None, "the model server has not been started"
-        while time.time() < deadline:
-            if self._process.poll() is not None:
-                raise error_types.JobAborted(f"tfxp serve exited with {self._process.returncode} before serving")
-            try:
-                grpc.channel_ready_future(grpc.insecure_channel(f"127.0.0.1:{self._grpc_port}")).result(timeout=1)
-            except grpc.FutureTimeoutError:
-                continue
-            self._endpoint = f"127.0.0.1:{self._grpc_port}"
-            return
-        raise error_types.DeadlineExceeded("deadline exceeded while waiting for tfxp serve to listen")
+        assert self._server is not None, "the model server has not been started"
+        self._server.wait_until_listening(deadline)
+        self._listening = True
 
     def GetLogs(self) -> Optional[str]:
-        try:
-            with open(self._log_path, errors="replace") as f:
-                return f.read()[-_LOG_TAIL_CHARS:]
-        except (TypeError, FileNotFoundError):  # not started, or stopped: what Stop() kept
-            return self._final_log
+        return self._server.logs() if self._server is not None else None
 
     def Stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)  # drains, then exits 0
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._final_log = self.GetLogs()
-        for directory in self._dirs:
-            directory.cleanup()
+        if self._server is not None:
+            self._server.stop()
+
+
+class StandbyServer:
+    """A model server process started ahead of the InfraValidator (e.g. when the Trainer starts), so that its
+    imports overlap the Trainer's work instead of adding to the validation's: the same `serving.server` process,
+    working directory and checks as LocalProcessRunner's, serving a model config file (TF Serving's
+    --model_config_file, polled) that names no model until a validation names the candidate.
+
+    ``runner`` is a runner factory for ``local_runner_override``: the first validation uses this process, any
+    other (a retry) a new LocalProcessRunner. ``close()`` ends the process."""
+
+    POLL_SECONDS = 0.1
+
+    def __init__(self):
+        self._server: Optional[_ServerProcess] = None
+        self._used = False
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Starts the process (once; later calls do nothing)."""
+        with self._lock:
+            if self._server is None and not self._used:
+                self._config_dir = tempfile.TemporaryDirectory(prefix="tfxp-infra-validation-config-")
+                self._config_path = os.path.join(self._config_dir.name, "models.config")
+                self._write_config("")
+                self._server = _ServerProcess([f"--model_config_file={self._config_path}",
+                                               f"--model_config_file_poll_wait_seconds={self.POLL_SECONDS}",
+                                               "--file_system_poll_wait_seconds=0"])
+
+    def _write_config(self, models: str) -> None:
+        temporary = self._config_path + ".tmp"
+        with open(temporary, "w") as f:
+            f.write(f"model_config_list {{{models}}}\n")
+        os.replace(temporary, self._config_path)  # the server reads the old config or the new one, never half
+
+    def serve(self, model_name: str, base_path: str) -> Optional[_ServerProcess]:
+        """The running process, now serving ``model_name`` from ``base_path``; None when it cannot (not started,
+        used already, or exited)."""
+        with self._lock:
+            if self._server is None or self._used or self._server.process.poll() is not None:
+                return None
+            self._used = True
+            self._write_config(f' config {{ name: "{model_name}" base_path: "{base_path}" '
+                               f'model_platform: "tensorflow" }} ')
+            return self._server
+
+    def runner(self, model_path: str, serving_binary, serving_spec) -> base_runner.BaseModelServerRunner:
+        return _StandbyRunner(self, model_path, serving_binary, serving_spec)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._server is not None:
+                self._server.stop()
+                self._config_dir.cleanup()
+            self._used = True
+
+
+class _StandbyRunner(LocalProcessRunner):
+    """LocalProcessRunner on a StandbyServer's process when it is free, else on a process of its own."""
+
+    def __init__(self, standby: StandbyServer, model_path: str, serving_binary, serving_spec):
+        super().__init__(model_path, serving_binary, serving_spec)
+        self._standby = standby
+        self._on_standby = False
+
+    def __repr__(self) -> str:
+        return super().__repr__() + (" (started ahead)" if self._on_standby else "")
+
+    def Start(self) -> None:
+        assert self._server is None, "the model server was already started"
+        self._server = self._standby.serve(self._model_name, self._base_path)
+        self._on_standby = self._server is not None
+        if not self._on_standby:
+            super().Start()
+
+    def Stop(self) -> None:
+        if not self._on_standby:  # the standby process is the StandbyServer's to end
+            super().Stop()
 
 
 # A process that already runs a model server (`tfxp dev`) validates candidates in it instead of starting
 # `tfxp serve`: a factory (model_path, serving_binary, serving_spec) -> BaseModelServerRunner, set for this
 # process by `local_runner_override`. The rest of the validation (requests, retries, blessing, warmup) is the same.
 _local_runner_factory: Optional[Callable] = None
+
+
+def runner_override_active() -> bool:
+    return _local_runner_factory is not None
 
 
 @contextlib.contextmanager
