@@ -17,6 +17,7 @@ import time
 from typing import Optional
 
 from pipeline.config import PROJECT_ROOT, load_config
+from tfxp.files import write_atomically
 
 RESULTS_DIR = os.path.join(PROJECT_ROOT, "bench", "results")
 
@@ -26,9 +27,7 @@ def write_results(name: str, results: dict) -> str:
     path = os.path.join(RESULTS_DIR, f"{name}.json")
     payload = {"benchmark": name, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": platform.node(),
                "cpus": os.cpu_count(), **results}
-    with open(path + ".tmp", "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(path + ".tmp", path)
+    write_atomically(path, json.dumps(payload, indent=2))
     return path
 
 

@@ -29,6 +29,7 @@ from bench.pipeline_bench import (BENCH_USER_PACKAGE, LOGS_DIR, RunFailed, break
                                   copy_user_package, ours_command, timed_run, tfxp)
 from pipeline.config import PROJECT_ROOT, load_config
 from pipeline.dev import WAITING
+from tfxp import nodes
 
 TARGETS = {"served_over_full_run_max": 0.2, "memory_growth_mb_max": 500}
 DEFAULT_EDITS = int(os.environ.get("BENCH_DEV_EDITS", "20"))
@@ -167,7 +168,7 @@ def run(tmp: str, edits: int) -> dict:
     served = statistics.median(it["served_seconds"] for it in iterations)
     done = statistics.median(it["done_seconds"] for it in iterations)
     growth = iterations[-1]["memory_mb"] - memory_start if iterations else 0.0
-    evaluator = [c["seconds"] for c in component_times(metadata, cfg.pipeline_name) if c["component"] == "evaluator"
+    evaluator = [c["seconds"] for c in component_times(metadata, cfg.pipeline_name) if c["component"] == nodes.EVALUATOR
                  and c["state"] == "COMPLETE"]
     floor = floor_figures(os.path.join(root, "logs", cfg.pipeline_name))
     if evaluator:

@@ -20,6 +20,7 @@ import time
 import components  # noqa: F401  (one Keras, before TensorFlow)
 from bench.common import figure, write_results
 from pipeline.config import load_config
+from tfxp import nodes
 
 # A baseline whose metrics are read back should cost next to nothing over the candidate alone.
 TARGET_REUSED_OVER_CANDIDATE_ALONE = 1.15
@@ -80,7 +81,7 @@ def main():
     cfg = load_config()
     found = {key: run_summary.latest_output_artifact(cfg.resolved_metadata_path, cfg.pipeline_name, node, key)
              if os.path.exists(cfg.resolved_metadata_path) else None
-             for node, key in (("ImportExampleGen", "examples"), ("Trainer", "model"))}
+             for node, key in ((nodes.EXAMPLE_GEN, "examples"), (nodes.TRAINER, "model"))}
     if None in found.values():
         raise SystemExit(f"no model or examples of pipeline {cfg.pipeline_name!r}: run `make run` first")
     examples = _artifact(standard_artifacts.Examples, found["examples"],

@@ -32,6 +32,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from bench.common import RESULTS_DIR, figure, kill_tree, write_results
 from pipeline.config import BEAM_PRESETS, PROJECT_ROOT, load_config
+from tfxp import nodes
 
 REFERENCE_PACKAGE = "tfx.examples.chicago_taxi_pipeline"
 REFERENCE_MODULE = f"{REFERENCE_PACKAGE}.taxi_pipeline_native_keras"
@@ -55,8 +56,8 @@ DIFFERENCES = [
     "Transform and Trainer; ours references code by module path",
 ]
 # Rows of the side-by-side table: the same role under each pipeline's node id.
-ROLES = {"ImportExampleGen": "ExampleGen", "CsvExampleGen": "ExampleGen", "ImportSchemaGen": "SchemaGen",
-         "evaluator": "Evaluator", "pusher": "Pusher"}
+ROLES = {nodes.EXAMPLE_GEN: "ExampleGen", "CsvExampleGen": "ExampleGen", nodes.SCHEMA_GEN: "SchemaGen",
+         nodes.EVALUATOR: "Evaluator", nodes.PUSHER: "Pusher"}
 
 
 class RunFailed(RuntimeError):

@@ -36,6 +36,7 @@ from typing import Dict, List, Optional
 
 from bench.common import figure, write_results
 from pipeline.config import PROJECT_ROOT, load_config
+from tfxp import nodes
 
 # Transform's own options (its component's arguments), per variant. "tfx_defaults" is TFX's Transform
 # as the pipeline wired it before this benchmark; "as_wired" is the Transform of create_pipeline today.
@@ -65,7 +66,7 @@ def transform_spec(variant: str) -> dict:
 
     from pipeline.pipeline import create_pipeline
 
-    wired = next(c for c in create_pipeline(load_config()).components if c.id == "Transform")
+    wired = next(c for c in create_pipeline(load_config()).components if c.id == nodes.TRANSFORM)
     options = variant_options(variant)
     component = wired if options is None else Transform(
         examples=Channel(type=standard_artifacts.Examples), schema=Channel(type=standard_artifacts.Schema),
@@ -248,8 +249,8 @@ def sample_inputs() -> dict:
 
     cfg = load_config()
     found = {key: run_summary.latest_output_uri(cfg.resolved_metadata_path, cfg.pipeline_name, node, output)
-             for key, node, output in [("examples", "ImportExampleGen", "examples"),
-                                       ("schema", "ImportSchemaGen", "schema")]}
+             for key, node, output in [("examples", nodes.EXAMPLE_GEN, "examples"),
+                                       ("schema", nodes.SCHEMA_GEN, "schema")]}
     missing = [k for k, v in found.items() if v is None]
     if missing:
         raise SystemExit(f"no {', '.join(missing)} of pipeline {cfg.pipeline_name!r} in "

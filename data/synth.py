@@ -13,11 +13,11 @@ learns nothing the sample does not hold. Use it to measure how time and memory g
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Optional, Sequence
 
 from components.core import feature as features_lib
 from data import tfrecords
+from tfxp.files import atomic_path
 
 
 
@@ -67,16 +67,8 @@ def write_csv(table, path: str) -> str:
     from pyarrow import csv as pa_csv
 
     path = os.path.abspath(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=os.path.dirname(path))
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pa_csv.write_csv(table, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
     return path
 
 

@@ -28,6 +28,7 @@ from components.training.options import TrainingOptions
 from serving.options import (BatchingParameters, InfraValidationOptions, KubernetesOptions,
                              ServingOptions)
 from tfxp.errors import TfxpError
+from tfxp.files import is_remote
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
@@ -150,7 +151,7 @@ class PipelineConfig:
 
     # -- derived paths ----------------------------------------------------
     def _resolve(self, path: Optional[str]) -> Optional[str]:
-        if path is None or "://" in path or os.path.isabs(path):
+        if path is None or is_remote(path) or os.path.isabs(path):
             return path
         return os.path.join(PROJECT_ROOT, path)
 

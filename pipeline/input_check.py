@@ -14,6 +14,7 @@ import zlib
 from typing import Dict, List
 
 from tfxp.errors import TfxpError
+from tfxp.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,6 @@ def _read_stamps(path: str) -> Dict[str, list]:
 
 
 def _write_stamps(path: str, stamps: Dict[str, list]) -> None:
-    from serving.release import write_text_atomically
 
-    write_text_atomically(path, json.dumps(stamps))
+    write_atomically(path, json.dumps(stamps))
 

@@ -10,7 +10,9 @@ import shutil
 import time
 
 from pipeline.config import PipelineConfig
+from tfxp import nodes
 from tfxp.errors import TfxpError
+from tfxp.files import atomic_path, is_remote
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +32,8 @@ def stage_schema(cfg: PipelineConfig) -> str:
     dst_dir = os.path.join(cfg.resolved_pipeline_root, "curated_schema", digest)
     dst = os.path.join(dst_dir, "schema.pbtxt")
     if not os.path.exists(dst):
-        os.makedirs(dst_dir, exist_ok=True)
-        tmp = dst + ".tmp"
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
     return dst
 
 
@@ -52,7 +52,7 @@ def ensure_data(cfg: PipelineConfig) -> None:
     from pipeline.input_check import InputError, split_files
 
     root = cfg.resolved_data_root
-    if "://" in root:
+    if is_remote(root):
         return
     try:
         split_files(root)
@@ -132,7 +132,7 @@ def print_tflite_report(cfg: PipelineConfig) -> None:
     from pipeline import run_summary
     from serving import predict
 
-    uri = run_summary.latest_output_uri(cfg.resolved_metadata_path, cfg.pipeline_name, "tflite_evaluator", "blessing")
+    uri = run_summary.latest_output_uri(cfg.resolved_metadata_path, cfg.pipeline_name, nodes.TFLITE_EVALUATOR, "blessing")
     if uri is None or not os.path.exists(os.path.join(uri, REPORT_FILE)):
         print("TFLite branch: no evaluation in this run.")
         return
@@ -400,8 +400,8 @@ def why_not_pushed(cfg: PipelineConfig) -> str:
     from pipeline.evaluation import describe_gate
 
     path, name = cfg.resolved_metadata_path, cfg.pipeline_name
-    return run_summary.why_not_pushed(run_summary.blessing_of(path, name, "evaluator"),
-                                      run_summary.blessing_of(path, name, "infra_validator"),
+    return run_summary.why_not_pushed(run_summary.blessing_of(path, name, nodes.EVALUATOR),
+                                      run_summary.blessing_of(path, name, nodes.INFRA_VALIDATOR),
                                       describe_gate(cfg), cfg.resolved_pipeline_root)
 
 

@@ -32,6 +32,7 @@ from components.training.options import trainer_custom_config
 from pipeline import code_fingerprint
 from pipeline.config import PipelineConfig
 from pipeline.evaluation import make_eval_config
+from tfxp import nodes
 
 RUN_FN = "components.training.trainer.run_fn"
 # Transform's options beyond TFX's defaults: no pre-/post-transform statistics (and their anomalies
@@ -75,7 +76,7 @@ def _infra_validator(cfg: PipelineConfig, model, examples):
         request_spec=infra_validator_pb2.RequestSpec(
             tensorflow_serving=infra_validator_pb2.TensorFlowServingRequestSpec(signature_names=["serving_default"]),
             split_name="eval", num_examples=iv.examples, make_warmup=True))
-    return component.with_id("infra_validator")
+    return component.with_id(nodes.INFRA_VALIDATOR)
 
 
 def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
@@ -93,18 +94,18 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
         input_config=example_gen_pb2.Input(splits=[
             example_gen_pb2.Input.Split(name="train", pattern="train/*"),
             example_gen_pb2.Input.Split(name="eval", pattern="eval/*"),
-        ])).with_id("ImportExampleGen")
-    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+        ])).with_id(nodes.EXAMPLE_GEN)
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"]).with_id(nodes.STATISTICS_GEN)
     schema_file = schema_file or cfg.resolved_schema_path
     if schema_file:
-        schema_gen = ImportSchemaGen(schema_file=schema_file)
+        schema_gen = ImportSchemaGen(schema_file=schema_file).with_id(nodes.SCHEMA_GEN)
     else:
         schema_gen = SchemaGen(
-            statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False)
+            statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False).with_id(nodes.INFERRED_SCHEMA_GEN)
     example_validator = ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]).with_id(nodes.EXAMPLE_VALIDATOR)
     anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"],
-                                   code_fingerprint=code_fingerprint.gate_fingerprint())
+                                   code_fingerprint=code_fingerprint.gate_fingerprint()).with_id(nodes.ANOMALIES_GATE)
 
     user = cfg.user_code
     transform = Transform(
@@ -112,7 +113,7 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=user.preprocessing_fn,
         custom_config={"code_fingerprint": code_fingerprint.transform_fingerprint(cfg.user_package)},
-        **TRANSFORM_OPTIONS)
+        **TRANSFORM_OPTIONS).with_id(nodes.TRANSFORM)
     transform.add_upstream_node(anomalies_gate)  # no Transform on data that failed validation
 
     trainer = Trainer(
@@ -124,23 +125,23 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
         eval_args=trainer_pb2.EvalArgs(num_steps=cfg.training.eval_steps),
         custom_config=trainer_custom_config(
             cfg.training, cfg.user_package, cfg.tflite.qat_steps if cfg.quantization_aware_training else 0,
-            code_fingerprint.trainer_fingerprint(cfg.user_package)))
+            code_fingerprint.trainer_fingerprint(cfg.user_package))).with_id(nodes.TRAINER)
 
     # Baseline: the latest blessed model other than this run's candidate (see
-    # components/baseline.py); Kubeflow's compiler only knows TFX's stock strategy.
+    # components/custom/baseline.py); Kubeflow's compiler only knows TFX's stock strategy.
     if exclude_candidate_from_baseline:
         baseline_resolver = Resolver(
             strategy_class=LatestBlessedNonCandidateModelStrategy,
             model=Channel(type=standard_artifacts.Model),
             model_blessing=Channel(type=standard_artifacts.ModelBlessing),
             **{CANDIDATE_KEY: trainer.outputs["model"]},
-        ).with_id("latest_blessed_model_resolver")
+        ).with_id(nodes.BASELINE_RESOLVER)
     else:
         baseline_resolver = Resolver(
             strategy_class=LatestBlessedModelStrategy,
             model=Channel(type=standard_artifacts.Model),
             model_blessing=Channel(type=standard_artifacts.ModelBlessing),
-        ).with_id("latest_blessed_model_resolver")
+        ).with_id(nodes.BASELINE_RESOLVER)
 
     # TFX's Evaluator that reads an unchanged baseline's metrics back (components/custom/evaluator.py).
     evaluator = Evaluator(
@@ -150,11 +151,11 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
         baseline_model_blessing=baseline_resolver.outputs["model_blessing"],
         eval_config=make_eval_config(cfg),
         code_fingerprint=code_fingerprint.evaluator_fingerprint(),
-    ).with_id("evaluator")
+    ).with_id(nodes.EVALUATOR)
 
     infra_validator = _infra_validator(cfg, trainer.outputs["model"], example_gen.outputs["examples"])
     pusher = _filesystem_pusher(trainer.outputs["model"], evaluator.outputs["blessing"], cfg.serving_model_dir,
-                                infra_blessing=infra_validator.outputs["blessing"]).with_id("pusher")
+                                infra_blessing=infra_validator.outputs["blessing"]).with_id(nodes.PUSHER)
 
     components = [example_gen, statistics_gen, schema_gen, example_validator, anomalies_gate,
                   transform, trainer, baseline_resolver, evaluator, infra_validator, pusher]
@@ -168,7 +169,7 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
             variants=cfg.tflite.variants,
             representative_examples=cfg.tflite.representative_examples,
             user_package=cfg.user_package, code_fingerprint=fingerprint,
-        ).with_id("tflite_converter")
+        ).with_id(nodes.TFLITE_CONVERTER)
         tflite_evaluator = TFLiteEvaluator(
             tflite_model=tflite_converter.outputs["tflite_model"],
             model=trainer.outputs["model"],
@@ -177,9 +178,9 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
             transform_graph=transform.outputs["transform_graph"],
             max_metric_drop=cfg.tflite.max_metric_drop,
             user_package=cfg.user_package, code_fingerprint=fingerprint,
-        ).with_id("tflite_evaluator")
+        ).with_id(nodes.TFLITE_EVALUATOR)
         pusher_lite = _filesystem_pusher(tflite_evaluator.outputs["lite_model"], tflite_evaluator.outputs["blessing"],
-                                         cfg.lite_serving_model_dir).with_id("pusher_lite")
+                                         cfg.lite_serving_model_dir).with_id(nodes.LITE_PUSHER)
         components += [tflite_converter, tflite_evaluator, pusher_lite]
 
     return Pipeline(

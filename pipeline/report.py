@@ -26,14 +26,16 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from pipeline import run_summary
 from pipeline.run_log import point_latest
-from serving.release import write_text_atomically
+from tfxp import nodes
+from tfxp.files import write_atomically
 
 log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 # Node ids of pipeline/pipeline.py.
-STATISTICS_GEN, EXAMPLE_VALIDATOR, TRAINER, EVALUATOR = "StatisticsGen", "ExampleValidator", "Trainer", "evaluator"
-INFRA_VALIDATOR, PUSHER, TFLITE_EVALUATOR, LITE_PUSHER = "infra_validator", "pusher", "tflite_evaluator", "pusher_lite"
+STATISTICS_GEN, EXAMPLE_VALIDATOR, TRAINER, EVALUATOR = nodes.STATISTICS_GEN, nodes.EXAMPLE_VALIDATOR, nodes.TRAINER, nodes.EVALUATOR
+INFRA_VALIDATOR, PUSHER, TFLITE_EVALUATOR, LITE_PUSHER = (nodes.INFRA_VALIDATOR, nodes.PUSHER, nodes.TFLITE_EVALUATOR,
+                                                     nodes.LITE_PUSHER)
 # MLMD execution states in the report's words.
 STATES = {"COMPLETE": "executed", "CACHED": "cached", "FAILED": "failed", "RUNNING": "running", "NEW": "running",
           "CANCELED": "canceled", "UNKNOWN": "unknown"}
@@ -702,7 +704,7 @@ def write_report(cfg, run_id: Optional[str] = None, output: Optional[str] = None
         log.info("reporting run %s of %r (%d components)", run.run_id, run.pipeline_name, len(run.components))
         html = render_report(run, cfg)
     path = output or os.path.join(default_report_dir(cfg), f"{run.run_id.replace(os.sep, '_')}.html")
-    write_text_atomically(path, html)  # a browser reloading the page sees the old one or the new one
+    write_atomically(path, html)  # a browser reloading the page sees the old one or the new one
     if output is None and run.is_latest:
         point_latest(os.path.join(os.path.dirname(path), "latest.html"), path)
     return path

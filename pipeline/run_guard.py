@@ -18,6 +18,7 @@ import os
 import time
 from typing import Iterable, Iterator, List
 
+from tfxp import nodes
 from tfxp.errors import TfxpError
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def recover_abandoned(metadata_path: str, pipeline_name: str, pipeline_root: str
         removed = _remove_execution_dirs(os.path.join(pipeline_root, node), execution) if node else []
         recovered.append(f"{node or 'an unknown component'} (execution {execution.id}, started {started}; "
                          f"{len(removed)} unfinished output folder(s) removed)")
-        if node and "pusher" in node.lower():
+        if node in nodes.PUSHERS:
             pusher_started.append(execution.create_time_since_epoch / 1000)
     if pusher_started:
         published = _published_push_destinations(store)

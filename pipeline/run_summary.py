@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
+from tfxp import nodes
+
 # MLMD execution states, by name (ml_metadata.proto.metadata_store_pb2.Execution.State).
 EXECUTED, CACHED, FAILED = "COMPLETE", "CACHED", "FAILED"
 
@@ -134,8 +136,8 @@ def latest_pipeline_outputs(cfg) -> Dict[str, str]:
     import os
 
     found = {}
-    for node, key in [("Trainer", "model"), ("Transform", "transform_graph"),
-                      ("Transform", "transformed_examples")]:
+    for node, key in [(nodes.TRAINER, "model"), (nodes.TRANSFORM, "transform_graph"),
+                      (nodes.TRANSFORM, "transformed_examples")]:
         uri = latest_output_uri(cfg.resolved_metadata_path, cfg.pipeline_name, node, key) \
             if os.path.exists(cfg.resolved_metadata_path) else None
         if uri is None:

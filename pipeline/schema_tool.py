@@ -18,6 +18,7 @@ import time
 from components.core.feature import BYTES, FLOAT, INT64
 from components.core.user_code import UserCode
 from tfxp.errors import TfxpError
+from tfxp.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,5 @@ def write_schema(schema, output_path: str, data_root: str) -> str:
     header = (f"# Inferred by `tfxp schema` from {data_root} on {time.strftime('%Y-%m-%d')}.\n"
               f"# Curate it: value ranges (int_domain, float_domain), required presence, known values.\n\n")
     output_path = os.path.abspath(output_path)
-    os.makedirs(os.path.dirname(output_path), exist_ok=True)
-    tmp = f"{output_path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(header + text_format.MessageToString(schema))
-    os.replace(tmp, output_path)
+    write_atomically(output_path, header + text_format.MessageToString(schema))
     return output_path

@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import yaml
 
 from serving.options import CONTAINER_CONFIG_DIR, GRPC_PORT, METRICS_PATH, MODEL_CONFIG_FILE, REST_PORT
-from serving.release import write_text_atomically
+from tfxp.files import is_remote, write_atomically
 
 SERVING_DIR = os.path.dirname(os.path.abspath(__file__))
 K8S_DIR = os.path.join(SERVING_DIR, "k8s")
@@ -140,11 +140,6 @@ def _metadata(cfg, name: str, component: str, annotations: Optional[Dict[str, st
     if annotations:
         meta["annotations"] = annotations
     return meta
-
-
-def is_remote(path: str) -> bool:
-    """gs://, s3://...: TF Serving (and KServe's storage initializer) read it themselves."""
-    return "://" in path
 
 
 def model_volume_claim(cfg) -> Optional[str]:
@@ -438,7 +433,7 @@ def write_manifests(cfg, out_dir: str, config_files: Optional[Dict[str, str]] = 
     paths = []
     for name, text in render_manifests(cfg, config_files, canary_version).items():
         path = os.path.join(out_dir, *name.split("/"))
-        write_text_atomically(path, text)
+        write_atomically(path, text)
         paths.append(path)
     return paths
 

@@ -17,6 +17,7 @@ import jinja2
 import yaml
 
 from serving.options import CONTAINER_CONFIG_DIR, GRPC_PORT, METRICS_PATH, REST_PORT
+from tfxp.files import is_remote
 
 SERVING_DIR = os.path.dirname(os.path.abspath(__file__))
 NGINX_CONF_PATH = os.path.join(SERVING_DIR, "nginx.conf")
@@ -140,7 +141,7 @@ def compose_env(cfg) -> str:
     """The env file for docker-compose: where the push dir and the serving config dir are."""
     model_dir, config_dir = cfg.serving_model_dir, cfg.serving_config_dir
     for path in (model_dir, config_dir):
-        if "://" in path:
+        if is_remote(path):
             raise ValueError(f"docker-compose mounts local directories; {path} is remote "
                              "(serve it with the Kubernetes files, where TF Serving reads it directly)")
     return (f"# docker compose --env-file THIS_FILE -f serving/docker-compose.yml up\n"

@@ -32,37 +32,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from serving.options import (BATCHING_PARAMETERS_FILE, CANARY, METRICS_PATH, MODEL_CONFIG_FILE,
                              MONITORING_CONFIG_FILE, PREVIOUS, STABLE)
 from tfxp.errors import TfxpError
+from tfxp.files import is_remote, write_atomically
 
 
 class ReleaseError(ValueError, TfxpError):
     """A release that cannot be made: names the file, the version or the server and what was expected."""
-
-
-def write_text_atomically(path: str, text: str) -> None:
-    """Readers see the old file or the new one, never a half-written one (gs://: one object write)."""
-    if "://" in path:
-        import tensorflow as tf
-
-        tf.io.gfile.makedirs(os.path.dirname(path))
-        with tf.io.gfile.GFile(path, "w") as f:
-            f.write(text)
-        return
-    import tempfile
-
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 @dataclasses.dataclass
@@ -226,21 +200,21 @@ def write_serving_config(cfg, reset: bool = False) -> Tuple[List[str], ReleaseSt
         if not pushed:
             raise ReleaseError(f"no pushed version in {cfg.serving_model_dir}: run the pipeline first (tfxp run)")
         state = ReleaseState(cfg.pipeline_name, cfg.serving_model_dir, [pushed[-1]], {STABLE: pushed[-1]})
-        write_text_atomically(path, state.to_text())
+        write_atomically(path, state.to_text())
         written.append(path)
     else:
         state = read_state(path, cfg.pipeline_name)
     files = {BATCHING_PARAMETERS_FILE: batching_parameters_text(cfg), MONITORING_CONFIG_FILE: monitoring_config_text()}
     for name, text in files.items():
-        write_text_atomically(os.path.join(out, name), text)
+        write_atomically(os.path.join(out, name), text)
         written.append(os.path.join(out, name))
-    if k8s.is_remote(cfg.serving_model_dir) or cfg.serving.kubernetes.model_volume_claim:
+    if is_remote(cfg.serving_model_dir) or cfg.serving.kubernetes.model_volume_claim:
         canary = state.labels.get(CANARY)
         written += k8s.write_manifests(cfg, os.path.join(out, "k8s"), k8s.read_config_files(cfg, out),
                                        canary_version=str(canary) if canary is not None else None)
     else:
         env_path = os.path.join(out, load_balancer.COMPOSE_ENV_FILE)
-        write_text_atomically(env_path, load_balancer.compose_env(cfg))
+        write_atomically(env_path, load_balancer.compose_env(cfg))
         written.append(env_path)
     return written, state
 
@@ -255,7 +229,7 @@ def release(cfg, action: str, version: Optional[int] = None, servers: Sequence[s
         if version not in state.versions:
             # First write: the version joins the policy; the labels stay where they are.
             loading = ReleaseState(state.name, state.base_path, state.versions + [version], state.labels)
-            write_text_atomically(path, loading.to_text())
+            write_atomically(path, loading.to_text())
             if not servers:
                 raise ReleaseError(f"{path}: version {version} added to the policy; to label it, the servers "
                                    f"must have loaded it: pass --server HOST:PORT (their REST ports) to wait for it")
@@ -266,5 +240,5 @@ def release(cfg, action: str, version: Optional[int] = None, servers: Sequence[s
         new = plan_rollback(state)
     else:
         raise ReleaseError(f"unknown release action {action!r}: canary, promote or rollback")
-    write_text_atomically(path, new.to_text())
+    write_atomically(path, new.to_text())
     return new

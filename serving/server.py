@@ -20,6 +20,7 @@ from serving.batching import IMPLEMENTATIONS
 from serving.manager import ModelManager
 from serving.metrics import DEFAULT_PATH as METRICS_PATH, Metrics
 from serving.servable import BatchingOptions
+from tfxp.files import is_remote
 from tfxp.errors import TfxpError
 
 log = logging.getLogger("tfxp.serving")
@@ -95,7 +96,7 @@ class ServerOptions:
 
 
 def _absolute(base_path: str) -> str:
-    return base_path if "://" in base_path else os.path.abspath(base_path)
+    return base_path if is_remote(base_path) else os.path.abspath(base_path)
 
 
 def options_from_args(args) -> ServerOptions:

@@ -42,6 +42,8 @@ from tfx.types import standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils.model_paths import tf_serving_flavor
 
+from tfxp.files import write_atomically
+
 REASON_KEY = "reason"
 _LOG_TAIL_CHARS = 4000
 
@@ -174,10 +176,8 @@ class StandbyServer:
                                                "--file_system_poll_wait_seconds=0"])
 
     def _write_config(self, models: str) -> None:
-        temporary = self._config_path + ".tmp"
-        with open(temporary, "w") as f:
-            f.write(f"model_config_list {{{models}}}\n")
-        os.replace(temporary, self._config_path)  # the server reads the old config or the new one, never half
+        # the server reads the old config or the new one, never half
+        write_atomically(self._config_path, f"model_config_list {{{models}}}\n")
 
     def serve(self, model_name: str, base_path: str) -> Optional[_ServerProcess]:
         """The running process, now serving ``model_name`` from ``base_path``; None when it cannot (not started,

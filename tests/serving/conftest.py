@@ -1,10 +1,10 @@
 """Servers for the serving tests: `tfxp serve` processes on free loopback ports."""
-import os
 
 import pytest
 
 from tests.support import half_plus_two
 from tests.support.model_server import ModelServerProcess
+from tfxp.files import write_atomically
 
 MODEL = "half_plus_two"
 LABEL = "Version_Label"
@@ -17,10 +17,7 @@ def write_config(path, models):
         label_text = "".join(f' version_labels {{ key: "{k}" value: {v} }}' for k, v in labels.items())
         entries.append(f'config {{ name: "{name}" base_path: "{base}" model_platform: "tensorflow" '
                        f'{policy}{label_text} }}')
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write("model_config_list {\n  " + "\n  ".join(entries) + "\n}\n")
-    os.replace(tmp, path)  # the server never reads half a file
+    write_atomically(str(path), "model_config_list {\n  " + "\n  ".join(entries) + "\n}\n")
     return str(path)
 
 

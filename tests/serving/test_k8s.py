@@ -29,6 +29,7 @@ from serving import k8s
 from serving.options import (BATCHING_PARAMETERS_FILE, CANARY, CONTAINER_CONFIG_DIR, GRPC_PORT, METRICS_PATH,
                              MODEL_CONFIG_FILE, MONITORING_CONFIG_FILE, REST_PORT, STABLE)
 from tests.support import registry_schemas
+from tfxp.files import is_remote
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KUBEFLOW_CONFIG = os.path.join(REPO, k8s.PRESET_CONFIG)
@@ -265,7 +266,7 @@ def test_a_remote_push_dir_is_read_directly_and_is_the_kserve_storage_uri(kubefl
 
 def test_a_local_push_dir_without_a_claim_is_a_clear_error():
     cfg = local_config()
-    assert not k8s.is_remote(cfg.serving_model_dir)
+    assert not is_remote(cfg.serving_model_dir)
     with pytest.raises(ValueError, match=r"serving\.kubernetes\.model_volume_claim") as error:
         k8s.render_manifests(cfg)
     assert cfg.serving_model_dir in str(error.value)

@@ -1,0 +1,56 @@
+"""Files: the one atomic writer, and which paths are remote.
+
+    write_atomically(path, "text")          # str or bytes; readers see the old file or the new one
+    with atomic_path(path) as tmp:          # for a library that writes a file itself (pyarrow, shutil)
+        shutil.copyfile(src, tmp)
+
+A local file is written to a temporary name in its own directory, flushed to disk (fsync), then
+renamed over the destination: a crash leaves the old file or the new one, never half of one, and no
+temporary file behind. A remote path (gs://, s3://, ...) is one object write through TensorFlow's
+file system (imported only then), which object stores make atomic themselves.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from typing import Iterator, Union
+
+
+def is_remote(path: str) -> bool:
+    """gs://, s3://, hdfs://...: a path TensorFlow's file system (and TF Serving) reads, not the local disk."""
+    return "://" in path
+
+
+def write_atomically(path: str, data: Union[str, bytes], mode: int = 0o644) -> None:
+    """Writes ``data`` (text as UTF-8) to ``path``, creating its directory; see the module docstring."""
+    if is_remote(path):
+        import tensorflow as tf
+
+        tf.io.gfile.makedirs(os.path.dirname(path))
+        with tf.io.gfile.GFile(path, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+        return
+    with atomic_path(path, mode) as tmp:
+        with open(tmp, "wb" if isinstance(data, bytes) else "w", encoding=None if isinstance(data, bytes) else "utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def atomic_path(path: str, mode: int = 0o644) -> Iterator[str]:
+    """A temporary local path beside ``path``: write it inside the block; on success it replaces ``path``
+    (renamed, so readers never see it half-written), on an error it is removed."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
