@@ -22,7 +22,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 from bench.common import figure, write_results
 from pipeline.config import load_config
-from tests.support.model_server import ModelServerProcess
+from bench.model_server import ModelServerProcess
+from tfxp import contract
 
 BATCH_SIZES = (1, 32)
 CLIENTS = (1, 8, 32)
@@ -180,8 +181,8 @@ def build_payloads(examples, model_name: str) -> dict:
         grpc_requests, bodies = [], []
         for rows in _batches(examples, batch):
             request = predict_pb2.PredictRequest()
-            request.model_spec.name, request.model_spec.signature_name = model_name, "serving_default"
-            request.inputs["examples"].CopyFrom(tf.make_tensor_proto(rows, dtype=tf.string))
+            request.model_spec.name, request.model_spec.signature_name = model_name, contract.SIGNATURE
+            request.inputs[contract.EXAMPLES].CopyFrom(tf.make_tensor_proto(rows, dtype=tf.string))
             grpc_requests.append(request.SerializeToString())
             bodies.append(json.dumps({"instances": [{"b64": base64.b64encode(e).decode()} for e in rows]}).encode())
         payloads["grpc", batch], payloads["rest", batch] = grpc_requests, bodies
@@ -191,7 +192,7 @@ def build_payloads(examples, model_name: str) -> dict:
 def in_process(model_dir: str, examples, requests: int, warmup: int) -> dict:
     import tensorflow as tf
 
-    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    serve = tf.saved_model.load(model_dir).signatures[contract.SIGNATURE]
     floor = {}
     for batch in BATCH_SIZES:
         batches = _batches(examples, batch)
@@ -222,7 +223,7 @@ def in_process_batching(model_dir: str, examples, threads: int = 32, per_thread:
 
         def client(offset):
             for i in range(per_thread):
-                signature.run({"examples": rows[(offset + i) % len(rows)]})
+                signature.run({contract.EXAMPLES: rows[(offset + i) % len(rows)]})
         client(0)
         workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
         start = time.perf_counter()

@@ -14,6 +14,7 @@ import time
 import components  # noqa: F401  (one Keras, before TensorFlow)
 from bench.common import figure, latest_artifacts, write_results
 from pipeline.config import load_config
+from tfxp import contract
 
 # The one export against the two Keras-object exports it replaced (measured: about 0.07x).
 TARGET_EXPORT_RATIO = 0.2
@@ -39,7 +40,7 @@ def keras_object_exports(model, tf_transform_output, user, directory: str) -> No
     model.tft_layer = tf_transform_output.transform_features_layer()
     serving_spec = export.serving_raw_feature_spec(user, tf_transform_output)
     full_spec = tf_transform_output.raw_feature_spec()
-    examples = tf.TensorSpec([None], tf.string, name="examples")
+    examples = tf.TensorSpec([None], tf.string, name=contract.EXAMPLES)
 
     @tf.function(input_signature=[examples])
     def serve_tf_examples(serialized):

@@ -160,7 +160,7 @@ def cmd_serving_config(args) -> int:
     from serving import release
 
     cfg = _load(args)
-    paths, state = release.write_serving_config(cfg, reset=args.reset)
+    paths, state = release.write_serving_config(cfg.serving_target, reset=args.reset)
     print(f"wrote {len(paths)} file(s) to {cfg.serving_config_dir} (models.config: {state.describe()}):")
     for path in paths:
         print(f"  {path}")
@@ -175,8 +175,8 @@ def cmd_release(args) -> int:
         raise release.ReleaseError("tfxp release canary needs the VERSION to roll out (a pushed version dir)")
     if args.action != "canary" and args.version is not None:
         raise release.ReleaseError(f"tfxp release {args.action} takes no VERSION")
-    state = release.release(cfg, args.action, args.version, args.server, args.timeout)
-    print(f"{release.model_config_path(cfg)}: {state.describe()} (servers polling it pick this up within "
+    state = release.release(cfg.serving_target, args.action, args.version, args.server, args.timeout)
+    print(f"{release.model_config_path(cfg.serving_target)}: {state.describe()} (servers polling it pick this up within "
           f"--model_config_file_poll_wait_seconds)")
     return 0
 
@@ -271,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="default: the config's batch_size")
     p.set_defaults(func=cmd_diagnose_input)
 
-    from serving import client, inspect, server
+    from pipeline import predict_command
+    from serving import inspect, server
     p = sub.add_parser("serve", help="serve the pushed model with TF Serving's REST and gRPC APIs",
                        description="Flags are tensorflow_model_server's (see the README). Without "
                                    "--model_base_path or --model_config_file it serves the config's pushed "
@@ -281,9 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("predict", help="send raw rows (JSON lines or CSV) to a served model, print predictions")
-    client.add_predict_arguments(p)
+    predict_command.add_predict_arguments(p)
     _add_config_args(p)
-    p.set_defaults(func=client.run_predict)
+    p.set_defaults(func=predict_command.run_predict)
 
     p = sub.add_parser("serving-config", help="write models.config, batching and monitoring files for TF Serving")
     p.add_argument("--reset", action="store_true",

@@ -26,7 +26,7 @@ from components.core.user_code import DEFAULT_PACKAGE, UserCode, UserCodeError, 
 from components.custom.tflite_options import TFLiteOptions
 from components.training.options import TrainingOptions
 from serving.options import (BatchingParameters, InfraValidationOptions, KubernetesOptions,
-                             ServingOptions)
+                             ServingOptions, ServingTarget)
 from tfxp.errors import TfxpError
 from tfxp.files import is_remote
 
@@ -199,6 +199,12 @@ class PipelineConfig:
     def serving_model_dir(self) -> str:
         """Where Pusher writes versions: serving_model/<name>/<version>/."""
         return os.path.join(self.resolved_serving_dir, self.pipeline_name)
+
+    @property
+    def serving_target(self) -> ServingTarget:
+        """What serving/ is told of the pushed model: its name, where it is pushed, its config dir, the
+        serving: section (serving/ reads nothing else of the config)."""
+        return ServingTarget(self.pipeline_name, self.serving_model_dir, self.serving_config_dir, self.serving)
 
     @property
     def resolved_beam_args(self) -> List[str]:

@@ -14,6 +14,7 @@ import sys
 import tensorflow_model_analysis as tfma
 
 from pipeline.config import PipelineConfig
+from tfxp import contract
 
 
 def gate_threshold(cfg: PipelineConfig) -> tfma.MetricThreshold:
@@ -48,7 +49,7 @@ def make_eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
             # The Trainer's SavedModel is read through its signatures; named, TFMA skips loading
             # it once more as Keras just to find out (about 1 s per model).
             model_type=tfma.TF_GENERIC,
-            signature_name="serving_default",
+            signature_name=contract.SIGNATURE,
             label_key=task.label_key,
             preprocessing_function_names=["transform_features"])],
         slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[f]) for f in cfg.slice_features],

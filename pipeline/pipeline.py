@@ -32,6 +32,7 @@ from components.training.options import trainer_custom_config
 from pipeline import code_fingerprint
 from pipeline.config import PipelineConfig
 from pipeline.evaluation import make_eval_config
+from tfxp import contract
 from tfxp import nodes
 
 RUN_FN = "components.training.trainer.run_fn"
@@ -74,7 +75,7 @@ def _infra_validator(cfg: PipelineConfig, model, examples):
         validation_spec=infra_validator_pb2.ValidationSpec(max_loading_time_seconds=iv.max_loading_seconds,
                                                            num_tries=iv.tries),
         request_spec=infra_validator_pb2.RequestSpec(
-            tensorflow_serving=infra_validator_pb2.TensorFlowServingRequestSpec(signature_names=["serving_default"]),
+            tensorflow_serving=infra_validator_pb2.TensorFlowServingRequestSpec(signature_names=[contract.SIGNATURE]),
             split_name="eval", num_examples=iv.examples, make_warmup=True))
     return component.with_id(nodes.INFRA_VALIDATOR)
 

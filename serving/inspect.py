@@ -24,6 +24,7 @@ import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from tfxp.errors import TfxpError
+from tfxp import contract
 
 SAVED_MODEL_PB = "saved_model.pb"
 SAVED_MODEL_PBTXT = "saved_model.pbtxt"
@@ -313,11 +314,9 @@ def _read_json(path: str) -> Optional[Dict[str, Any]]:
 def inspect_tflite(path: str, files: Optional[List[str]] = None) -> Dict[str, Any]:
     """Each ``.tflite`` model in ``path`` (or only ``files``), with what report.json says of it."""
     import tensorflow as tf
-    from components.custom.tflite_converter import CONTRACT_FILE
-    from components.custom.tflite_evaluator import REPORT_FILE
 
     files = files or [name for name in _files(path) if name.endswith(TFLITE_SUFFIX)]
-    report = _read_json(_join(path, REPORT_FILE)) or {}
+    report = _read_json(_join(path, contract.TFLITE_REPORT_FILE)) or {}
     evaluated = report.pop("variants", {})
     models = {}
     for name in files:
@@ -329,7 +328,7 @@ def inspect_tflite(path: str, files: Optional[List[str]] = None) -> Dict[str, An
     return {
         "path": path, "kind": "tflite", "version": _version_of(path),
         "models": models,
-        "input_contract": CONTRACT_FILE if tf.io.gfile.exists(_join(path, CONTRACT_FILE)) else None,
+        "input_contract": contract.TFLITE_CONTRACT_FILE if tf.io.gfile.exists(_join(path, contract.TFLITE_CONTRACT_FILE)) else None,
         "evaluation": report or None,
         # The tf.Transform graph the app uses to turn raw features into the models' inputs.
         "transform_graph": ({"path": TRANSFORM_GRAPH_DIR, "assets": _vocabularies(_join(transform_fn, ASSETS_DIR))}

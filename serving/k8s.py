@@ -1,7 +1,7 @@
 """Kubernetes and KServe manifests for the pushed model, generated from the config's ``serving:`` section.
 
-``render_manifests(cfg)`` returns {file name: YAML text}; ``write_manifests`` writes them;
-``python -m serving.k8s`` regenerates the committed copies in ``serving/k8s/`` (the Kubeflow
+``render_manifests(target)`` returns {file name: YAML text}; ``write_manifests`` writes them;
+``python -m pipeline.serving_files k8s`` regenerates the committed copies in ``serving/k8s/`` (the Kubeflow
 preset's), which a test compares with the rendering. Two ways to serve the same pushed model:
 
 * ``*.yaml``: plain Kubernetes. A Deployment of ``serving.image`` running ``tensorflow_model_server``
@@ -17,26 +17,33 @@ preset's), which a test compares with the rendering. Two ways to serve the same 
   subfolder so that ``kubectl apply -f serving/k8s/`` applies the plain set only (and never both
   InferenceService forms, which name the same object).
 
-Every name, port and path comes from serving/options.py and the config. No TensorFlow here.
+Every name, port and path comes from serving/options.py and the ServingTarget it is given. TensorFlow is
+imported only to read config files from a remote (gs://) config dir.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
-import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
-from serving.options import CONTAINER_CONFIG_DIR, GRPC_PORT, METRICS_PATH, MODEL_CONFIG_FILE, REST_PORT
+from serving.options import (CONTAINER_CONFIG_DIR, GRPC_PORT, METRICS_PATH, MODEL_CONFIG_FILE, REST_PORT,
+                             ServingTarget)
+from tfxp.errors import TfxpError
 from tfxp.files import is_remote, write_atomically
 
 SERVING_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class ManifestError(ValueError, TfxpError):
+    """A manifest that Kubernetes (or KServe) would reject: names the serving.kubernetes key or the file."""
+
+
 K8S_DIR = os.path.join(SERVING_DIR, "k8s")
 PRESET_CONFIG = "pipeline/configs/kubeflow.yaml"   # what the committed serving/k8s/ files are rendered from
-REGENERATE = f"python -m serving.k8s --config {PRESET_CONFIG} --out serving/k8s"
+REGENERATE = f"python -m pipeline.serving_files k8s --config {PRESET_CONFIG} --out serving/k8s"
 
 DEPLOYMENT_FILE, SERVICE_FILE, HPA_FILE, PDB_FILE, CONFIGMAP_FILE = (
     "deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml", "configmap.yaml")
@@ -90,106 +97,106 @@ NEWEST = "newest"   # the annotation's value when no version is named
 
 
 # -- names, labels, where the model is ------------------------------------------------------------
-def resource_name(cfg) -> str:
+def resource_name(target: ServingTarget) -> str:
     """The Kubernetes name of the pipeline's objects: pipeline_name, lowercase, '_' -> '-'."""
-    name = cfg.pipeline_name.lower().replace("_", "-")
+    name = target.model_name.lower().replace("_", "-")
     if not _DNS_1035_LABEL.fullmatch(name) or len(name) > MAX_NAME_LENGTH:
-        raise ValueError(
-            f"pipeline_name {cfg.pipeline_name!r} cannot name Kubernetes objects: {name!r} must start with a "
+        raise ManifestError(
+            f"pipeline_name {target.model_name!r} cannot name Kubernetes objects: {name!r} must start with a "
             f"letter, end with a letter or digit and have at most {MAX_NAME_LENGTH} characters (a DNS-1035 "
             f"label short enough for KServe's '<name>-predictor-00001')")
     return name
 
 
-def _check_names(cfg) -> None:
+def _check_names(target: ServingTarget) -> None:
     """The config's Kubernetes names, checked before kubectl would reject them."""
-    k8s = cfg.serving.kubernetes
+    k8s = target.options.kubernetes
     for key, value, rule, limit in (("namespace", k8s.namespace, _DNS_1123_LABEL, 63),
                                     ("service_account", k8s.service_account, _DNS_1123_SUBDOMAIN, 253),
                                     ("model_volume_claim", k8s.model_volume_claim, _DNS_1123_SUBDOMAIN, 253)):
         if value is not None and (not rule.fullmatch(value) or len(value) > limit):
-            raise ValueError(f"serving.kubernetes.{key} must be a Kubernetes name (lowercase letters, digits, '-'; "
+            raise ManifestError(f"serving.kubernetes.{key} must be a Kubernetes name (lowercase letters, digits, '-'; "
                              f"at most {limit} characters), got {value!r}")
 
 
-def tf_serving_name(cfg) -> str:
+def tf_serving_name(target: ServingTarget) -> str:
     """The Deployment, Service, HPA and PDB."""
-    return resource_name(cfg) + TF_SERVING_SUFFIX
+    return resource_name(target) + TF_SERVING_SUFFIX
 
 
-def configmap_name(cfg) -> str:
-    return resource_name(cfg) + CONFIGMAP_SUFFIX
+def configmap_name(target: ServingTarget) -> str:
+    return resource_name(target) + CONFIGMAP_SUFFIX
 
 
-def labels(cfg, component: str) -> Dict[str, str]:
-    return {"app.kubernetes.io/name": resource_name(cfg), "app.kubernetes.io/part-of": PART_OF,
+def labels(target: ServingTarget, component: str) -> Dict[str, str]:
+    return {"app.kubernetes.io/name": resource_name(target), "app.kubernetes.io/part-of": PART_OF,
             "app.kubernetes.io/component": component}
 
 
-def selector(cfg) -> Dict[str, str]:
+def selector(target: ServingTarget) -> Dict[str, str]:
     """The Deployment's pods (the Service, the PDB): not KServe's, whose component differs."""
-    return {key: value for key, value in labels(cfg, TF_SERVING_COMPONENT).items()
+    return {key: value for key, value in labels(target, TF_SERVING_COMPONENT).items()
             if key != "app.kubernetes.io/part-of"}
 
 
-def _metadata(cfg, name: str, component: str, annotations: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+def _metadata(target: ServingTarget, name: str, component: str, annotations: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     meta: Dict[str, Any] = {"name": name}
-    if cfg.serving.kubernetes.namespace:
-        meta["namespace"] = cfg.serving.kubernetes.namespace
-    meta["labels"] = labels(cfg, component)
+    if target.options.kubernetes.namespace:
+        meta["namespace"] = target.options.kubernetes.namespace
+    meta["labels"] = labels(target, component)
     if annotations:
         meta["annotations"] = annotations
     return meta
 
 
-def model_volume_claim(cfg) -> Optional[str]:
+def model_volume_claim(target: ServingTarget) -> Optional[str]:
     """The PVC holding a local push dir (None for a remote one); a clear error when it is missing."""
-    if is_remote(cfg.serving_model_dir):
+    if is_remote(target.model_base_path):
         return None
-    claim = cfg.serving.kubernetes.model_volume_claim
+    claim = target.options.kubernetes.model_volume_claim
     if not claim:
-        raise ValueError(
-            f"the push dir {cfg.serving_model_dir} is local, so pods cannot read it: set "
+        raise ManifestError(
+            f"the push dir {target.model_base_path} is local, so pods cannot read it: set "
             f"serving.kubernetes.model_volume_claim to a PersistentVolumeClaim holding its versions (mounted "
             f"read-only at that path), or push to gs:// (serving_dir)")
     return claim
 
 
-def model_status_path(cfg) -> str:
+def model_status_path(target: ServingTarget) -> str:
     """TF Serving's REST model status: 200 once the model is loaded, 404 for a model it does not know."""
-    return f"/v1/models/{cfg.pipeline_name}"
+    return f"/v1/models/{target.model_name}"
 
 
-def config_file_names(cfg) -> List[str]:
+def config_file_names(target: ServingTarget) -> List[str]:
     """The files of CONTAINER_CONFIG_DIR that ``serving.server_args()`` makes the server read."""
     prefix = CONTAINER_CONFIG_DIR + "/"
-    return [arg.split("=", 1)[1][len(prefix):] for arg in cfg.serving.server_args(CONTAINER_CONFIG_DIR)
+    return [arg.split("=", 1)[1][len(prefix):] for arg in target.options.server_args(CONTAINER_CONFIG_DIR)
             if "=" in arg and arg.split("=", 1)[1].startswith(prefix)]
 
 
-def _resources(cfg) -> Dict[str, Dict[str, str]]:
-    k8s = cfg.serving.kubernetes
+def _resources(target: ServingTarget) -> Dict[str, Dict[str, str]]:
+    k8s = target.options.kubernetes
     return {"requests": {"cpu": k8s.cpu_request, "memory": k8s.memory_request},
             "limits": {"cpu": k8s.cpu_limit, "memory": k8s.memory_limit}}
 
 
 # -- plain Kubernetes --------------------------------------------------------------------------------
-def deployment(cfg) -> Dict[str, Any]:
-    k8s = cfg.serving.kubernetes
-    claim = model_volume_claim(cfg)
+def deployment(target: ServingTarget) -> Dict[str, Any]:
+    k8s = target.options.kubernetes
+    claim = model_volume_claim(target)
 
     def status() -> Dict[str, Any]:
-        return {"httpGet": {"path": model_status_path(cfg), "port": HTTP_PORT_NAME}}
+        return {"httpGet": {"path": model_status_path(target), "port": HTTP_PORT_NAME}}
 
     # The ports open only once every model of models.config has loaded (ServerCore waits), so a slow
     # load must not count against liveness: the startup probe allows loading stable and canary, each
     # within the InfraValidator's bound.
-    loading_seconds = 2 * cfg.serving.infra_validation.max_loading_seconds
+    loading_seconds = 2 * target.options.infra_validation.max_loading_seconds
     container: Dict[str, Any] = {
         "name": CONTAINER_NAME,
-        "image": cfg.serving.image,
+        "image": target.options.image,
         "command": [SERVER_BINARY],
-        "args": cfg.serving.server_args(CONTAINER_CONFIG_DIR),
+        "args": target.options.server_args(CONTAINER_CONFIG_DIR),
         "ports": [{"name": GRPC_PORT_NAME, "containerPort": GRPC_PORT, "protocol": "TCP"},
                   {"name": HTTP_PORT_NAME, "containerPort": REST_PORT, "protocol": "TCP"}],
         "startupProbe": {**status(), "periodSeconds": STARTUP_PROBE_PERIOD_SECONDS,
@@ -201,15 +208,15 @@ def deployment(cfg) -> Dict[str, Any]:
         "livenessProbe": {"tcpSocket": {"port": GRPC_PORT_NAME}, "periodSeconds": 2 * PROBE_PERIOD_SECONDS,
                           "timeoutSeconds": 5, "failureThreshold": 3},
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SECONDS)]}}},
-        "resources": _resources(cfg),
+        "resources": _resources(target),
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": CONFIG_VOLUME, "mountPath": CONTAINER_CONFIG_DIR, "readOnly": True}],
     }
-    volumes: List[Dict[str, Any]] = [{"name": CONFIG_VOLUME, "configMap": {"name": configmap_name(cfg)}}]
+    volumes: List[Dict[str, Any]] = [{"name": CONFIG_VOLUME, "configMap": {"name": configmap_name(target)}}]
     if claim:
         # At the push dir's own path: models.config's base_path is the same inside the pod. Read-only
         # on the volume too, so that the kubelet changes no ownership of the pipeline's files.
-        container["volumeMounts"].append({"name": MODEL_VOLUME, "mountPath": cfg.serving_model_dir,
+        container["volumeMounts"].append({"name": MODEL_VOLUME, "mountPath": target.model_base_path,
                                           "readOnly": True})
         volumes.append({"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
     pod_spec: Dict[str, Any] = {}
@@ -221,7 +228,7 @@ def deployment(cfg) -> Dict[str, Any]:
                             "seccompProfile": {"type": "RuntimeDefault"}},
         "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
                                        "whenUnsatisfiable": "ScheduleAnyway",
-                                       "labelSelector": {"matchLabels": selector(cfg)}}],
+                                       "labelSelector": {"matchLabels": selector(target)}}],
         "containers": [container],
         "volumes": volumes,
     })
@@ -229,26 +236,26 @@ def deployment(cfg) -> Dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(cfg, tf_serving_name(cfg), TF_SERVING_COMPONENT),
+        "metadata": _metadata(target, tf_serving_name(target), TF_SERVING_COMPONENT),
         # No `replicas`: the HorizontalPodAutoscaler owns the count (a `replicas` here would reset it
         # on every `kubectl apply`); it raises a new Deployment to min_replicas.
         "spec": {
-            "selector": {"matchLabels": selector(cfg)},
+            "selector": {"matchLabels": selector(target)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": {"metadata": {"labels": labels(cfg, TF_SERVING_COMPONENT), "annotations": annotations},
+            "template": {"metadata": {"labels": labels(target, TF_SERVING_COMPONENT), "annotations": annotations},
                          "spec": pod_spec},
         },
     }
 
 
-def service(cfg) -> Dict[str, Any]:
+def service(target: ServingTarget) -> Dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(cfg, tf_serving_name(cfg), TF_SERVING_COMPONENT),
+        "metadata": _metadata(target, tf_serving_name(target), TF_SERVING_COMPONENT),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector(cfg),
+            "selector": selector(target),
             "ports": [{"name": GRPC_PORT_NAME, "port": GRPC_PORT, "targetPort": GRPC_PORT_NAME, "protocol": "TCP",
                        "appProtocol": GRPC_PORT_NAME},
                       {"name": HTTP_PORT_NAME, "port": REST_PORT, "targetPort": HTTP_PORT_NAME, "protocol": "TCP",
@@ -257,14 +264,14 @@ def service(cfg) -> Dict[str, Any]:
     }
 
 
-def horizontal_pod_autoscaler(cfg) -> Dict[str, Any]:
-    k8s = cfg.serving.kubernetes
+def horizontal_pod_autoscaler(target: ServingTarget) -> Dict[str, Any]:
+    k8s = target.options.kubernetes
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": _metadata(cfg, tf_serving_name(cfg), TF_SERVING_COMPONENT),
+        "metadata": _metadata(target, tf_serving_name(target), TF_SERVING_COMPONENT),
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": tf_serving_name(cfg)},
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": tf_serving_name(target)},
             "minReplicas": k8s.min_replicas,
             "maxReplicas": k8s.max_replicas,
             "metrics": [{"type": "Resource", "resource": {
@@ -273,57 +280,57 @@ def horizontal_pod_autoscaler(cfg) -> Dict[str, Any]:
     }
 
 
-def pod_disruption_budget(cfg) -> Dict[str, Any]:
-    k8s = cfg.serving.kubernetes
+def pod_disruption_budget(target: ServingTarget) -> Dict[str, Any]:
+    k8s = target.options.kubernetes
     if k8s.min_available >= k8s.min_replicas:
-        raise ValueError(f"serving.kubernetes.min_available ({k8s.min_available}) must be below min_replicas "
+        raise ManifestError(f"serving.kubernetes.min_available ({k8s.min_available}) must be below min_replicas "
                          f"({k8s.min_replicas}): else no node could ever be drained while the autoscaler "
                          f"holds the minimum")
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _metadata(cfg, tf_serving_name(cfg), TF_SERVING_COMPONENT),
-        "spec": {"minAvailable": k8s.min_available, "selector": {"matchLabels": selector(cfg)}},
+        "metadata": _metadata(target, tf_serving_name(target), TF_SERVING_COMPONENT),
+        "spec": {"minAvailable": k8s.min_available, "selector": {"matchLabels": selector(target)}},
     }
 
 
-def config_map(cfg, config_files: Dict[str, str]) -> Dict[str, Any]:
+def config_map(target: ServingTarget, config_files: Dict[str, str]) -> Dict[str, Any]:
     """The server's config files (``tfxp serving-config``'s models.config etc.), by file name."""
-    missing = [name for name in config_file_names(cfg) if name not in config_files]
+    missing = [name for name in config_file_names(target) if name not in config_files]
     if missing:
-        raise ValueError(f"the ConfigMap lacks {', '.join(missing)}: the server's flags read it from "
+        raise ManifestError(f"the ConfigMap lacks {', '.join(missing)}: the server's flags read it from "
                          f"{CONTAINER_CONFIG_DIR} (run tfxp serving-config)")
     bad = [name for name in config_files if not _CONFIGMAP_KEY.fullmatch(name)]
     if bad:
-        raise ValueError(f"not valid ConfigMap keys (file names of letters, digits, '-', '_', '.'): {bad}")
+        raise ManifestError(f"not valid ConfigMap keys (file names of letters, digits, '-', '_', '.'): {bad}")
     size = sum(len(name.encode()) + len(text.encode()) for name, text in config_files.items())
     if size > CONFIGMAP_MAX_BYTES:
-        raise ValueError(f"the config files take {size} bytes; a ConfigMap holds at most {CONFIGMAP_MAX_BYTES}")
+        raise ManifestError(f"the config files take {size} bytes; a ConfigMap holds at most {CONFIGMAP_MAX_BYTES}")
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _metadata(cfg, configmap_name(cfg), TF_SERVING_COMPONENT),
+        "metadata": _metadata(target, configmap_name(target), TF_SERVING_COMPONENT),
         "data": dict(sorted(config_files.items())),
     }
 
 
 # -- KServe ----------------------------------------------------------------------------------------------
-def storage_uri(cfg) -> str:
+def storage_uri(target: ServingTarget) -> str:
     """The push dir: KServe's storage initializer copies it (every version) to /mnt/models, where its TF
     runtime serves the newest; a local push dir is read from its claim's root instead."""
-    claim = model_volume_claim(cfg)
-    return f"pvc://{claim}" if claim else cfg.serving_model_dir
+    claim = model_volume_claim(target)
+    return f"pvc://{claim}" if claim else target.model_base_path
 
 
-def inference_service(cfg) -> Dict[str, Any]:
-    k8s = cfg.serving.kubernetes
+def inference_service(target: ServingTarget) -> Dict[str, Any]:
+    k8s = target.options.kubernetes
     model: Dict[str, Any] = {"modelFormat": dict(KSERVE_MODEL_FORMAT)}
-    if cfg.serving.image_name == KSERVE_TF_RUNTIME_IMAGE:
-        model["runtimeVersion"] = cfg.serving.image_tag
+    if target.options.image_name == KSERVE_TF_RUNTIME_IMAGE:
+        model["runtimeVersion"] = target.options.image_tag
     else:
-        model["image"] = cfg.serving.image
-    model["storageUri"] = storage_uri(cfg)
-    model["resources"] = _resources(cfg)
+        model["image"] = target.options.image
+    model["storageUri"] = storage_uri(target)
+    model["resources"] = _resources(target)
     predictor: Dict[str, Any] = {"minReplicas": k8s.min_replicas, "maxReplicas": k8s.max_replicas}
     if k8s.service_account:
         predictor["serviceAccountName"] = k8s.service_account
@@ -332,7 +339,7 @@ def inference_service(cfg) -> Dict[str, Any]:
         "apiVersion": KSERVE_API_VERSION,
         "kind": "InferenceService",
         # KServe's TF runtime names the model after the InferenceService (--model_name={{.Name}}).
-        "metadata": _metadata(cfg, resource_name(cfg), KSERVE_COMPONENT, dict(KSERVE_DEPLOYMENT_MODE)),
+        "metadata": _metadata(target, resource_name(target), KSERVE_COMPONENT, dict(KSERVE_DEPLOYMENT_MODE)),
         "spec": {"predictor": predictor},
     }
 
@@ -340,12 +347,12 @@ def inference_service(cfg) -> Dict[str, Any]:
 def _check_version(version: str) -> str:
     version = str(version)
     if not version.isdigit():
-        raise ValueError(f"canary_version must be a pushed version (a number, the Pusher's version dir), "
+        raise ManifestError(f"canary_version must be a pushed version (a number, the Pusher's version dir), "
                          f"got {version!r}")
     return version
 
 
-def canary_inference_service(cfg, canary_version: Optional[str] = None) -> Dict[str, Any]:
+def canary_inference_service(target: ServingTarget, canary_version: Optional[str] = None) -> Dict[str, Any]:
     """The InferenceService with canaryTrafficPercent, and the version it rolls out as an annotation.
 
     KServe starts a new revision only when the predictor changes, and every pod of a revision loads the
@@ -353,17 +360,17 @@ def canary_inference_service(cfg, canary_version: Optional[str] = None) -> Dict[
     applying this after a push starts a revision serving it, which gets canaryTrafficPercent of the
     traffic while the last fully rolled-out revision keeps the rest.
     """
-    isvc = inference_service(cfg)
+    isvc = inference_service(target)
     predictor = isvc["spec"]["predictor"]
     version = _check_version(canary_version) if canary_version is not None else NEWEST
-    isvc["spec"]["predictor"] = {"canaryTrafficPercent": cfg.serving.kubernetes.canary_traffic_percent,
+    isvc["spec"]["predictor"] = {"canaryTrafficPercent": target.options.kubernetes.canary_traffic_percent,
                                  "annotations": {MODEL_VERSION_ANNOTATION: version}, **predictor}
     return isvc
 
 
 # -- files -----------------------------------------------------------------------------------------------
-def _header(cfg, lines: Sequence[str]) -> str:
-    text = [f"Generated by serving/k8s.py for pipeline '{cfg.pipeline_name}': edit the config's serving: "
+def _header(target: ServingTarget, lines: Sequence[str]) -> str:
+    text = [f"Generated by serving/k8s.py for pipeline '{target.model_name}': edit the config's serving: "
             f"section, not this file.",
             f"serving/k8s/ holds the Kubeflow preset's: {REGENERATE}", *lines]
     return "".join(f"# {line}\n".replace("# \n", "#\n") for line in text)
@@ -385,41 +392,41 @@ def _str(dumper, data):
 _Dumper.add_representer(str, _str)
 
 
-def _yaml(cfg, obj: Dict[str, Any], lines: Sequence[str]) -> str:
-    return _header(cfg, lines) + yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+def _yaml(target: ServingTarget, obj: Dict[str, Any], lines: Sequence[str]) -> str:
+    return _header(target, lines) + yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
                                            width=1000)
 
 
-def render_manifests(cfg, config_files: Optional[Dict[str, str]] = None,
+def render_manifests(target: ServingTarget, config_files: Optional[Dict[str, str]] = None,
                      canary_version: Optional[str] = None) -> Dict[str, str]:
     """{file name: YAML}. ``config_files`` ({name: text}, e.g. models.config) adds ``configmap.yaml``;
     ``canary_version`` names the version the canary InferenceService rolls out."""
-    _check_names(cfg)
-    name = resource_name(cfg)
-    kubectl_ns = f" -n {cfg.serving.kubernetes.namespace}" if cfg.serving.kubernetes.namespace else ""
+    _check_names(target)
+    name = resource_name(target)
+    kubectl_ns = f" -n {target.options.kubernetes.namespace}" if target.options.kubernetes.namespace else ""
     promote = (f"kubectl patch isvc {name}{kubectl_ns} --type=json "
                f"-p '[{{\"op\": \"remove\", \"path\": \"/spec/predictor/canaryTrafficPercent\"}}]'")
     rollback = (f"kubectl patch isvc {name}{kubectl_ns} --type=merge "
                 f"-p '{{\"spec\": {{\"predictor\": {{\"canaryTrafficPercent\": 0}}}}}}'")
     manifests = {
-        DEPLOYMENT_FILE: _yaml(cfg, deployment(cfg), [
-            f"TF Serving reads the files its flags name from the ConfigMap {configmap_name(cfg)}: configmap.yaml "
+        DEPLOYMENT_FILE: _yaml(target, deployment(target), [
+            f"TF Serving reads the files its flags name from the ConfigMap {configmap_name(target)}: configmap.yaml "
             f"from tfxp serving-config, or",
-            f"kubectl create configmap {configmap_name(cfg)}{kubectl_ns} "
-            + " ".join(f"--from-file=DIR/{name}" for name in config_file_names(cfg))
+            f"kubectl create configmap {configmap_name(target)}{kubectl_ns} "
+            + " ".join(f"--from-file=DIR/{name}" for name in config_file_names(target))
             + " (DIR: the serving config dir)"]),
-        SERVICE_FILE: _yaml(cfg, service(cfg), [f"gRPC on {GRPC_PORT}, REST on {REST_PORT}."]),
-        HPA_FILE: _yaml(cfg, horizontal_pod_autoscaler(cfg), ["Scales the Deployment on CPU."]),
-        PDB_FILE: _yaml(cfg, pod_disruption_budget(cfg), ["Keeps pods serving while nodes are drained."]),
+        SERVICE_FILE: _yaml(target, service(target), [f"gRPC on {GRPC_PORT}, REST on {REST_PORT}."]),
+        HPA_FILE: _yaml(target, horizontal_pod_autoscaler(target), ["Scales the Deployment on CPU."]),
+        PDB_FILE: _yaml(target, pod_disruption_budget(target), ["Keeps pods serving while nodes are drained."]),
     }
     if config_files is not None:
-        manifests[CONFIGMAP_FILE] = _yaml(cfg, config_map(cfg, config_files), [
+        manifests[CONFIGMAP_FILE] = _yaml(target, config_map(target, config_files), [
             "The server's config files as tfxp serving-config last wrote them: release state, not committed.",
             f"TF Serving polls {MODEL_CONFIG_FILE} every serving.model_config_poll_seconds; the kubelet refreshes "
             f"the mounted files after an apply (within about a minute)."])
-    manifests[INFERENCE_SERVICE_FILE] = _yaml(cfg, inference_service(cfg), [
+    manifests[INFERENCE_SERVICE_FILE] = _yaml(target, inference_service(target), [
         "KServe: the first deployment (or one that takes all traffic at once). Canary: inferenceservice-canary.yaml."])
-    manifests[CANARY_INFERENCE_SERVICE_FILE] = _yaml(cfg, canary_inference_service(cfg, canary_version), [
+    manifests[CANARY_INFERENCE_SERVICE_FILE] = _yaml(target, canary_inference_service(target, canary_version), [
         "KServe canary (Serverless mode): render it with --canary-version <pushed version> after each push;",
         "a new version is what starts a new revision, which gets canaryTrafficPercent of the traffic.",
         f"Promote:  {promote}",
@@ -427,21 +434,21 @@ def render_manifests(cfg, config_files: Optional[Dict[str, str]] = None,
     return manifests
 
 
-def write_manifests(cfg, out_dir: str, config_files: Optional[Dict[str, str]] = None,
+def write_manifests(target: ServingTarget, out_dir: str, config_files: Optional[Dict[str, str]] = None,
                     canary_version: Optional[str] = None) -> List[str]:
     """Writes ``render_manifests`` into ``out_dir`` (each file atomically); returns the paths."""
     paths = []
-    for name, text in render_manifests(cfg, config_files, canary_version).items():
+    for name, text in render_manifests(target, config_files, canary_version).items():
         path = os.path.join(out_dir, *name.split("/"))
         write_atomically(path, text)
         paths.append(path)
     return paths
 
 
-def read_config_files(cfg, config_dir: str) -> Dict[str, str]:
-    """The files the server's flags name, read from a serving config dir (``cfg.serving_config_dir``)."""
+def read_config_files(target: ServingTarget, config_dir: str) -> Dict[str, str]:
+    """The files the server's flags name, read from a serving config dir (``target.config_dir``)."""
     files = {}
-    for name in config_file_names(cfg):
+    for name in config_file_names(target):
         path = os.path.join(config_dir, name)
         if is_remote(path):
             import tensorflow as tf
@@ -452,31 +459,3 @@ def read_config_files(cfg, config_dir: str) -> Dict[str, str]:
             with open(path) as f:
                 files[name] = f.read()
     return files
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.k8s", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=PRESET_CONFIG, help=f"the config (default: {PRESET_CONFIG})")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
-    parser.add_argument("--out", default=os.path.relpath(K8S_DIR), help="where to write (default: serving/k8s)")
-    parser.add_argument("--canary-version", help="the pushed version the canary InferenceService rolls out")
-    parser.add_argument("--config-files", metavar="DIR",
-                        help="also write configmap.yaml from the server's config files in DIR "
-                             "(e.g. the serving config dir of tfxp serving-config)")
-    args = parser.parse_args(argv)
-    from pipeline.config import ConfigError, load_config
-
-    try:
-        cfg = load_config(args.config, args.set)
-        files = read_config_files(cfg, args.config_files) if args.config_files else None
-        paths = write_manifests(cfg, args.out, files, args.canary_version)
-    except (ConfigError, ValueError, OSError) as e:
-        print(f"python -m serving.k8s: {e}", file=sys.stderr)
-        return 2
-    for path in paths:
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

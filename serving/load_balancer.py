@@ -3,21 +3,25 @@
 One nginx template (``serving/templates/nginx.conf.j2``) renders both the committed
 ``serving/nginx.conf`` (backends ``serving:8501``/``serving:8500``: compose's DNS name of the scaled
 service, which nginx resolves to every replica) and, in the tests, a loopback config in front of
-``tfxp serve`` processes. ``serving/docker-compose.yml`` is ``render_compose(load_config())``.
-Both committed files are generated: ``python -m serving.load_balancer`` rewrites them, and a test
-checks that they match. No TensorFlow here.
+``tfxp serve`` processes. ``serving/docker-compose.yml`` is ``render_compose`` of the local config's serving target.
+Both committed files are generated: ``python -m pipeline.serving_files compose`` rewrites them, and a
+test checks that they match. No TensorFlow here.
 """
 from __future__ import annotations
 
 import os
-import sys
 from typing import Dict, List, Optional, Sequence
 
 import jinja2
 import yaml
 
-from serving.options import CONTAINER_CONFIG_DIR, GRPC_PORT, METRICS_PATH, REST_PORT
+from serving.options import CONTAINER_CONFIG_DIR, GRPC_PORT, METRICS_PATH, REST_PORT, ServingTarget
+from tfxp.errors import TfxpError
 from tfxp.files import is_remote
+
+class ComposeError(ValueError, TfxpError):
+    """A serving target docker-compose cannot serve: names the path and what was expected."""
+
 
 SERVING_DIR = os.path.dirname(os.path.abspath(__file__))
 NGINX_CONF_PATH = os.path.join(SERVING_DIR, "nginx.conf")
@@ -32,7 +36,7 @@ HEALTH_PATH = "/healthz"
 # `tfxp serving-config` writes these into the serving config dir as COMPOSE_ENV_FILE.
 MODEL_DIR_VAR, CONFIG_DIR_VAR = "TFXP_MODEL_DIR", "TFXP_CONFIG_DIR"
 COMPOSE_ENV_FILE = "compose.env"
-REGENERATE = "python -m serving.load_balancer"
+REGENERATE = "python -m pipeline.serving_files compose"
 
 
 def render_nginx_conf(rest_backends: Sequence[str], grpc_backends: Sequence[str], *,
@@ -78,15 +82,15 @@ def healthcheck_command(model_name: str, port: int = REST_PORT) -> List[str]:
     return ["CMD", "bash", "-c", script]
 
 
-def render_compose(cfg) -> str:
-    """serving/docker-compose.yml: ``cfg.serving.replicas`` TF Serving containers behind nginx.
+def render_compose(target: ServingTarget) -> str:
+    """serving/docker-compose.yml: ``target.options.replicas`` TF Serving containers behind nginx.
 
     The push dir is mounted read-only at its host path, because models.config's base_path is
     that path; the serving config dir (models.config, batching, monitoring) at CONTAINER_CONFIG_DIR.
     Both paths come from the env file `tfxp serving-config` writes (compose_env).
     """
-    serving = cfg.serving
-    env_file = compose_env_path(cfg)
+    serving = target.options
+    env_file = compose_env_path(target)
     hint = f"run tfxp serving-config, then docker compose --env-file {env_file}"
     model_dir = f"${{{MODEL_DIR_VAR}:?{hint}}}"
     config_dir = f"${{{CONFIG_DIR_VAR}:?{hint}}}"
@@ -102,7 +106,7 @@ def render_compose(cfg) -> str:
             ],
             "deploy": {"replicas": serving.replicas},
             # Unhealthy only after the time a model may take to load (the InfraValidator's bound too).
-            "healthcheck": {"test": healthcheck_command(cfg.pipeline_name), "interval": "10s", "timeout": "5s",
+            "healthcheck": {"test": healthcheck_command(target.model_name), "interval": "10s", "timeout": "5s",
                             "retries": 3, "start_period": f"{serving.infra_validation.max_loading_seconds}s"},
             "restart": "unless-stopped",
         },
@@ -124,41 +128,26 @@ def render_compose(cfg) -> str:
     return header + yaml.safe_dump(compose, sort_keys=False, default_flow_style=False, width=1000)
 
 
-def compose_env_path(cfg) -> str:
+def compose_env_path(target: ServingTarget) -> str:
     """Where `tfxp serving-config` writes the env file, relative to the project when inside it."""
-    path = os.path.join(cfg.serving_config_dir, COMPOSE_ENV_FILE)
+    path = os.path.join(target.config_dir, COMPOSE_ENV_FILE)
     relative = os.path.relpath(os.path.abspath(path), os.path.dirname(SERVING_DIR))
     return path if relative.startswith("..") else relative
 
 
 def _env_value(path: str) -> str:
     if "'" in path or "\n" in path:
-        raise ValueError(f"cannot write {path!r} to a compose env file")
+        raise ComposeError(f"cannot write {path!r} to a compose env file")
     return f"'{path}'" if any(c in path for c in " \t\"#$\\") else path
 
 
-def compose_env(cfg) -> str:
+def compose_env(target: ServingTarget) -> str:
     """The env file for docker-compose: where the push dir and the serving config dir are."""
-    model_dir, config_dir = cfg.serving_model_dir, cfg.serving_config_dir
+    model_dir, config_dir = target.model_base_path, target.config_dir
     for path in (model_dir, config_dir):
         if is_remote(path):
-            raise ValueError(f"docker-compose mounts local directories; {path} is remote "
+            raise ComposeError(f"docker-compose mounts local directories; {path} is remote "
                              "(serve it with the Kubernetes files, where TF Serving reads it directly)")
     return (f"# docker compose --env-file THIS_FILE -f serving/docker-compose.yml up\n"
             f"{MODEL_DIR_VAR}={_env_value(os.path.abspath(model_dir))}\n"
             f"{CONFIG_DIR_VAR}={_env_value(os.path.abspath(config_dir))}\n")
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """Rewrites serving/nginx.conf and serving/docker-compose.yml (after a template or config change)."""
-    from pipeline.config import load_config
-
-    for path, text in ((NGINX_CONF_PATH, compose_nginx_conf()), (COMPOSE_PATH, render_compose(load_config()))):
-        with open(path, "w") as f:
-            f.write(text)
-        print(f"wrote {os.path.relpath(path)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 from typing import List, Optional
+from tfxp import contract
 
 # The real server these files are for, and the `tensorflow_model_server` flags of every instance.
 TF_SERVING_IMAGE = "tensorflow/serving:2.16.1"   # the TF release the pipeline trains with
-GRPC_PORT = 8500
-REST_PORT = 8501
+GRPC_PORT, REST_PORT = contract.GRPC_PORT, contract.REST_PORT
 # Labels `tfxp release` moves in models.config (TF Serving's version_labels).
 STABLE, CANARY, PREVIOUS = "stable", "canary", "previous"
 # File names in the serving config dir (`tfxp serving-config`), as the server reads them.
@@ -129,3 +129,19 @@ class ServingOptions:
         if self.enable_batching:
             args += ["--enable_batching=true", f"--batching_parameters_file={config_dir}/{BATCHING_PARAMETERS_FILE}"]
         return args
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingTarget:
+    """What serving/ is told about the model it serves and deploys, by whoever pushes it (the pipeline
+    builds it from its config: ``PipelineConfig.serving_target``). serving/ reads nothing else.
+
+    model_name       the name clients ask for (TF Serving's --model_name; the pipeline's name)
+    model_base_path  where the versions are pushed, <model_base_path>/<version>/ (local or gs://...)
+    config_dir       where `tfxp serving-config` writes the server's config files (models.config, ...)
+    options          how it is served and deployed (the config's ``serving:`` section)
+    """
+    model_name: str
+    model_base_path: str
+    config_dir: str
+    options: ServingOptions = dataclasses.field(default_factory=ServingOptions)

@@ -5,6 +5,7 @@ import os
 from typing import List, Optional, Sequence
 
 import numpy as np
+from tfxp import contract
 
 
 def _is_complete(version_dir: str, marker_suffix: str) -> bool:
@@ -46,8 +47,8 @@ def predict_serialized(model, serialized_examples: Sequence[bytes]) -> np.ndarra
     """The model's outputs from its serving_default signature: [N, output units] (the task's head)."""
     import tensorflow as tf
 
-    serve = load_model(model).signatures["serving_default"]
-    outputs = serve(examples=tf.constant(list(serialized_examples)))["outputs"].numpy()
+    serve = load_model(model).signatures[contract.SIGNATURE]
+    outputs = serve(examples=tf.constant(list(serialized_examples)))[contract.OUTPUTS].numpy()
     return outputs.reshape(len(serialized_examples), -1)
 
 

@@ -1,6 +1,6 @@
 """The real server's config files, and releases by moving labels in models.config.
 
-``tfxp serving-config`` writes, into the serving config dir (``cfg.serving_config_dir``):
+``tfxp serving-config`` writes, into the serving config dir (``target.config_dir``):
 
 * ``models.config``: a ModelServerConfig with the pushed model (name, base path = the push dir),
   a ``specific`` version policy and the ``version_labels`` ``stable`` (and ``canary``). Written
@@ -30,7 +30,7 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from serving.options import (BATCHING_PARAMETERS_FILE, CANARY, METRICS_PATH, MODEL_CONFIG_FILE,
-                             MONITORING_CONFIG_FILE, PREVIOUS, STABLE)
+                             MONITORING_CONFIG_FILE, PREVIOUS, STABLE, ServingTarget)
 from tfxp.errors import TfxpError
 from tfxp.files import is_remote, write_atomically
 
@@ -157,16 +157,16 @@ def wait_until_available(servers: Sequence[str], model_name: str, version: int, 
 
 
 # -- the commands --------------------------------------------------------------------------------------
-def model_config_path(cfg) -> str:
-    return os.path.join(cfg.serving_config_dir, MODEL_CONFIG_FILE)
+def model_config_path(target: ServingTarget) -> str:
+    return os.path.join(target.config_dir, MODEL_CONFIG_FILE)
 
 
-def batching_parameters_text(cfg) -> str:
+def batching_parameters_text(target: ServingTarget) -> str:
     from google.protobuf import text_format
 
     from serving.protos import BatchingParameters
 
-    b = cfg.serving.batching
+    b = target.options.batching
     message = BatchingParameters(allowed_batch_sizes=b.allowed_batch_sizes,
                                  pad_variable_length_inputs=b.pad_variable_length_inputs)
     for field in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads"):
@@ -186,44 +186,44 @@ def monitoring_config_text() -> str:
     return "# --monitoring_config_file: Prometheus metrics on the REST port\n" + text_format.MessageToString(message)
 
 
-def write_serving_config(cfg, reset: bool = False) -> Tuple[List[str], ReleaseState]:
+def write_serving_config(target: ServingTarget, reset: bool = False) -> Tuple[List[str], ReleaseState]:
     """`tfxp serving-config`: the server's files (models.config only when missing, or ``reset``) and
     the deployment files for where the model is (compose.env for a local push dir, k8s/ for gs://).
     Returns the paths written and the release state models.config holds."""
     from serving import k8s, load_balancer
 
-    out = cfg.serving_config_dir
-    path = model_config_path(cfg)
+    out = target.config_dir
+    path = model_config_path(target)
     written = []
     if reset or not _exists(path):
-        pushed = pushed_versions(cfg.serving_model_dir)
+        pushed = pushed_versions(target.model_base_path)
         if not pushed:
-            raise ReleaseError(f"no pushed version in {cfg.serving_model_dir}: run the pipeline first (tfxp run)")
-        state = ReleaseState(cfg.pipeline_name, cfg.serving_model_dir, [pushed[-1]], {STABLE: pushed[-1]})
+            raise ReleaseError(f"no pushed version in {target.model_base_path}: run the pipeline first (tfxp run)")
+        state = ReleaseState(target.model_name, target.model_base_path, [pushed[-1]], {STABLE: pushed[-1]})
         write_atomically(path, state.to_text())
         written.append(path)
     else:
-        state = read_state(path, cfg.pipeline_name)
-    files = {BATCHING_PARAMETERS_FILE: batching_parameters_text(cfg), MONITORING_CONFIG_FILE: monitoring_config_text()}
+        state = read_state(path, target.model_name)
+    files = {BATCHING_PARAMETERS_FILE: batching_parameters_text(target), MONITORING_CONFIG_FILE: monitoring_config_text()}
     for name, text in files.items():
         write_atomically(os.path.join(out, name), text)
         written.append(os.path.join(out, name))
-    if is_remote(cfg.serving_model_dir) or cfg.serving.kubernetes.model_volume_claim:
+    if is_remote(target.model_base_path) or target.options.kubernetes.model_volume_claim:
         canary = state.labels.get(CANARY)
-        written += k8s.write_manifests(cfg, os.path.join(out, "k8s"), k8s.read_config_files(cfg, out),
+        written += k8s.write_manifests(target, os.path.join(out, "k8s"), k8s.read_config_files(target, out),
                                        canary_version=str(canary) if canary is not None else None)
     else:
         env_path = os.path.join(out, load_balancer.COMPOSE_ENV_FILE)
-        write_atomically(env_path, load_balancer.compose_env(cfg))
+        write_atomically(env_path, load_balancer.compose_env(target))
         written.append(env_path)
     return written, state
 
 
-def release(cfg, action: str, version: Optional[int] = None, servers: Sequence[str] = (),
+def release(target: ServingTarget, action: str, version: Optional[int] = None, servers: Sequence[str] = (),
             timeout: float = 300) -> ReleaseState:
     """`tfxp release`: moves the labels in models.config; returns the new state."""
-    path = model_config_path(cfg)
-    state = read_state(path, cfg.pipeline_name)
+    path = model_config_path(target)
+    state = read_state(path, target.model_name)
     if action == "canary":
         new = plan_canary(state, version, pushed_versions(state.base_path))
         if version not in state.versions:

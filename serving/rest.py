@@ -21,6 +21,7 @@ from serving import errors, inference, json_tensor
 from serving.manager import ModelManager
 from serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics
 from serving.servable import CLASSIFY_METHOD, REGRESS_METHOD, Servable
+from tfxp import contract
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("tfxp.serving.access")
@@ -93,7 +94,7 @@ class RestApi:
 
     def predict(self, name, version, label, body: bytes, info: dict) -> str:
         document = json_tensor.parse_json(body)
-        signature_name = json_tensor.signature_name(document) or "serving_default"
+        signature_name = json_tensor.signature_name(document) or contract.SIGNATURE
         servable = self._servable(name, version, label, info)
         info["signature"] = signature_name
         if signature_name not in servable.signatures:

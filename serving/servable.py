@@ -15,10 +15,11 @@ from google.protobuf import text_format
 
 from serving import errors
 from serving.json_tensor import dtype_string
+from tfxp import contract
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_SIGNATURE = contract.SIGNATURE
 SERVE_TAG = "serve"
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"

@@ -20,6 +20,7 @@ from serving.batching import IMPLEMENTATIONS
 from serving.manager import ModelManager
 from serving.metrics import DEFAULT_PATH as METRICS_PATH, Metrics
 from serving.servable import BatchingOptions
+from tfxp import contract
 from tfxp.files import is_remote
 from tfxp.errors import TfxpError
 
@@ -51,8 +52,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     cores = os.cpu_count() or 1
     add = parser.add_argument
     boolean = dict(type=_flag_bool, nargs="?", const=True)
-    add("--port", type=int, default=8500, help="gRPC port (0: no gRPC)")
-    add("--rest_api_port", type=int, default=8501, help="REST port (0: no REST)")
+    add("--port", type=int, default=contract.GRPC_PORT, help="gRPC port (0: no gRPC)")
+    add("--rest_api_port", type=int, default=contract.REST_PORT, help="REST port (0: no REST)")
     add("--host", default="127.0.0.1", help="address to bind (not a TF Serving flag; it binds 0.0.0.0)")
     add("--model_name", default="default", help="the model's name, with --model_base_path")
     add("--model_base_path", default="", help="the model's base dir: numeric version dirs under it")

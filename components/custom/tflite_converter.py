@@ -31,11 +31,12 @@ from tfx.utils import io_utils
 from components.core.user_code import UserCode, load_user_code
 from components.custom.tflite_options import NEEDS_CALIBRATION, QAT_VARIANT, QUANTIZATIONS
 from components.training import export, inputs
+from tfxp import contract
 
 log = logging.getLogger(__name__)
 
 SIGNATURE = export.SIGNATURE
-CONTRACT_FILE = "input_contract.json"
+CONTRACT_FILE = contract.TFLITE_CONTRACT_FILE
 
 
 class TFLiteModel(types.Artifact):

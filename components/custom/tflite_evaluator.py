@@ -37,10 +37,11 @@ from components.core.task import Task
 from components.core.user_code import load_user_code
 from components.custom import tflite_converter as converter_lib
 from components.training import export, inputs
+from tfxp import contract
 
 log = logging.getLogger(__name__)
 
-REPORT_FILE = "report.json"
+REPORT_FILE = contract.TFLITE_REPORT_FILE
 
 
 def saved_model_outputs(saved_model_dir: str, features: Dict[str, np.ndarray], batch: int = 1024) -> np.ndarray:

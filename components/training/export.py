@@ -33,14 +33,14 @@ import tensorflow as tf
 
 from components.core.user_code import UserCode
 from components.training.inputs import to_model_inputs
+from tfxp import contract
 
 log = logging.getLogger(__name__)
 
 QAT_MODEL_DIR = "Format-TransformedQAT"
-SIGNATURE = "serving_default"
-TRANSFORM_SIGNATURE = "transform_features"
-TRANSFORMED_SIGNATURE = "serving_transformed"
-OUTPUT_KEY = "outputs"
+SIGNATURE, TRANSFORM_SIGNATURE, TRANSFORMED_SIGNATURE = (contract.SIGNATURE, contract.TRANSFORM_SIGNATURE,
+                                                         contract.TRANSFORMED_SIGNATURE)
+OUTPUT_KEY = contract.OUTPUTS
 
 
 def transformed_model_dir(model_uri: str, qat: bool = False) -> str:
@@ -86,7 +86,7 @@ def export_model(model, tf_transform_output, user: UserCode, export_dir: str, *,
     transform_layer = tf_transform_output.transform_features_layer()
     serving_spec = serving_raw_feature_spec(user, tf_transform_output)
     full_spec = tf_transform_output.raw_feature_spec()
-    examples = tf.TensorSpec([None], tf.string, name="examples")
+    examples = tf.TensorSpec([None], tf.string, name=contract.EXAMPLES)
 
     @tf.function(input_signature=[examples], autograph=autograph)
     def serve_tf_examples(serialized):

@@ -25,6 +25,7 @@ from tfx.utils.model_paths import tf_serving_flavor
 
 from components.custom.infra_validator import free_loopback_port
 from serving import server as serving_server
+from tfxp import contract
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class ServedModel:
         import numpy as np
 
         servable = self._server.manager.servable(self.model_name, version)
-        outputs = servable.signature("transform_features").run({"examples": np.array([serialized], dtype=object)})
+        outputs = servable.signature(contract.TRANSFORM_SIGNATURE).run({contract.EXAMPLES: np.array([serialized], dtype=object)})
         return outputs[label_key].reshape(-1)[0]
 
     def stop(self) -> None:

@@ -24,7 +24,7 @@ from serving.client import ClientError, ServingRequestError, ServingUnavailable
 from serving.inspect import NotAModelError
 from serving.release import ReleaseError
 from serving.server import ServeError
-from tests.support.model_server import ModelServerProcess, free_port
+from bench.model_server import ModelServerProcess, free_port
 from tfxp.errors import TfxpError
 
 TENSORFLOW_MARK = "tensorflow imported at exit:"

@@ -22,7 +22,7 @@ from pipeline.config import load_config
 from pipeline.run_summary import open_store
 from tests.support import synthetic
 from tests.support.dev_loop import DevProcess, replace_in_file
-from tests.support.model_server import free_port
+from bench.model_server import free_port
 
 pytestmark = pytest.mark.e2e
 

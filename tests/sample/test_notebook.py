@@ -11,7 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 from pipeline.config import PROJECT_ROOT
-from tests.support.model_server import free_port
+from bench.model_server import free_port
 
 pytestmark = pytest.mark.e2e
 

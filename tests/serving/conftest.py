@@ -3,7 +3,7 @@
 import pytest
 
 from tests.support import half_plus_two
-from tests.support.model_server import ModelServerProcess
+from bench.model_server import ModelServerProcess
 from tfxp.files import write_atomically
 
 MODEL = "half_plus_two"

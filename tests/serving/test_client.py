@@ -23,6 +23,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from components.core.user_code import load_user_code
 from data import tfrecords
 from pipeline import cli
+from pipeline import predict_command
 from serving import client
 from serving.client import ClientError, ModelSpec, ServingRequestError, ServingUnavailable
 from tests.support import synthetic
@@ -216,7 +217,7 @@ def _jsonl(tmp_path, *rows, name="rows.jsonl"):
 
 
 def _read(path, warnings=None, **kwargs):
-    return client.read_examples(path, USER.features, not_sent=USER.label_source_names,
+    return predict_command.read_examples(path, USER.features, not_sent=USER.label_source_names,
                                 warn=(warnings.append if warnings is not None else print), **kwargs)
 
 
@@ -313,13 +314,13 @@ def test_a_line_that_is_not_a_json_object_is_named(tmp_path, line, message):
 
 
 def test_the_format_comes_from_the_extension_or_the_flag(tmp_path):
-    assert client.input_format("rows.jsonl") == client.input_format("rows.json") == "jsonl"
-    assert client.input_format("rows.csv") == "csv"
-    assert client.input_format("rows.txt", "csv") == "csv"
+    assert predict_command.input_format("rows.jsonl") == predict_command.input_format("rows.json") == "jsonl"
+    assert predict_command.input_format("rows.csv") == "csv"
+    assert predict_command.input_format("rows.txt", "csv") == "csv"
     with pytest.raises(ClientError, match="pass --format"):
-        client.input_format("rows.txt")
+        predict_command.input_format("rows.txt")
     with pytest.raises(ClientError, match="stdin"):
-        client.input_format("-")
+        predict_command.input_format("-")
 
 
 def test_rows_can_come_from_stdin(monkeypatch):
@@ -436,9 +437,9 @@ def test_grpc_retries_a_refused_connection():
 
 def _run(*argv):
     parser = argparse.ArgumentParser()
-    client.add_predict_arguments(parser)
+    predict_command.add_predict_arguments(parser)
     cli._add_config_args(parser)
-    return client.run_predict(parser.parse_args(list(argv)))
+    return predict_command.run_predict(parser.parse_args(list(argv)))
 
 
 def test_predict_prints_one_prediction_per_row_in_the_tasks_words(tmp_path, rest_server, capsys):

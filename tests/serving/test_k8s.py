@@ -24,6 +24,7 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from pipeline import serving_files
 from pipeline.config import load_config
 from serving import k8s
 from serving.options import (BATCHING_PARAMETERS_FILE, CANARY, CONTAINER_CONFIG_DIR, GRPC_PORT, METRICS_PATH,
@@ -45,12 +46,12 @@ LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 
 def kubeflow_config(*overrides):
     # The preset's schema_path is the image's; the repository's copy is the same file.
-    return load_config(KUBEFLOW_CONFIG, ["schema_path=pipeline/schema/schema.pbtxt", *overrides])
+    return load_config(KUBEFLOW_CONFIG, ["schema_path=pipeline/schema/schema.pbtxt", *overrides]).serving_target
 
 
 def local_config(*overrides):
     """The local preset: the push dir is on this machine's disk (runs/serving_model/chicago_taxi)."""
-    return load_config(None, list(overrides))
+    return load_config(None, list(overrides)).serving_target
 
 
 def parse(manifests):
@@ -60,7 +61,7 @@ def parse(manifests):
 def models_config(cfg, stable=1795255735, canary=1795259999):
     """models.config as `tfxp serving-config` writes it: both versions, labelled stable and canary."""
     config = model_server_config_pb2.ModelServerConfig()
-    model = config.model_config_list.config.add(name=cfg.pipeline_name, base_path=cfg.serving_model_dir,
+    model = config.model_config_list.config.add(name=cfg.model_name, base_path=cfg.model_base_path,
                                                 model_platform="tensorflow")
     model.model_version_policy.specific.versions.extend([stable, canary])
     model.version_labels[STABLE] = stable
@@ -207,8 +208,8 @@ def test_the_server_runs_the_configs_flags_on_the_configmaps_files(kubeflow):
     cfg = kubeflow
     manifests = parse(k8s.render_manifests(cfg, config_files(cfg)))
     ctr, pod = container(manifests), manifests[k8s.DEPLOYMENT_FILE]["spec"]["template"]["spec"]
-    assert ctr["image"] == cfg.serving.image
-    assert ctr["args"] == cfg.serving.server_args(CONTAINER_CONFIG_DIR)
+    assert ctr["image"] == cfg.options.image
+    assert ctr["args"] == cfg.options.server_args(CONTAINER_CONFIG_DIR)
     (mount,) = [m for m in ctr["volumeMounts"] if m["mountPath"] == CONTAINER_CONFIG_DIR]
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     configmap = manifests[k8s.CONFIGMAP_FILE]
@@ -234,11 +235,11 @@ def test_ports_probes_and_metrics_name_the_model_and_the_ports(kubeflow):
     (model,) = config.model_config_list.config
     for probe in ("readinessProbe", "startupProbe"):
         get = ctr[probe]["httpGet"]
-        assert get["path"] == f"/v1/models/{model.name}" == f"/v1/models/{cfg.pipeline_name}"
+        assert get["path"] == f"/v1/models/{model.name}" == f"/v1/models/{cfg.model_name}"
         assert port_number(ctr, get["port"]) == REST_PORT
     assert port_number(ctr, ctr["livenessProbe"]["tcpSocket"]["port"]) == GRPC_PORT
     startup = ctr["startupProbe"]
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= cfg.serving.infra_validation.max_loading_seconds
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= cfg.options.infra_validation.max_loading_seconds
     annotations = manifests[k8s.DEPLOYMENT_FILE]["spec"]["template"]["metadata"]["annotations"]
     assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/path": METRICS_PATH,
                            "prometheus.io/port": str(REST_PORT)}
@@ -249,27 +250,27 @@ def test_a_remote_push_dir_is_read_directly_and_is_the_kserve_storage_uri(kubefl
     manifests = parse(k8s.render_manifests(cfg, config_files(cfg)))
     config = text_format.Parse(manifests[k8s.CONFIGMAP_FILE]["data"][MODEL_CONFIG_FILE],
                                model_server_config_pb2.ModelServerConfig())
-    assert config.model_config_list.config[0].base_path == cfg.serving_model_dir
-    assert cfg.serving_model_dir.startswith("gs://")
+    assert config.model_config_list.config[0].base_path == cfg.model_base_path
+    assert cfg.model_base_path.startswith("gs://")
     pod = manifests[k8s.DEPLOYMENT_FILE]["spec"]["template"]["spec"]
     assert [v for v in pod["volumes"] if "persistentVolumeClaim" in v] == []
     for name in KSERVE_FILES:
         model = manifests[name]["spec"]["predictor"]["model"]
-        assert model["storageUri"] == cfg.serving_model_dir
+        assert model["storageUri"] == cfg.model_base_path
         assert model["modelFormat"]["name"] == "tensorflow"
         # KServe's TF runtime image at the tag of the configured one (the TF the model is trained with).
-        assert f"{k8s.KSERVE_TF_RUNTIME_IMAGE}:{model['runtimeVersion']}" == cfg.serving.image
+        assert f"{k8s.KSERVE_TF_RUNTIME_IMAGE}:{model['runtimeVersion']}" == cfg.options.image
         assert model["resources"] == container(manifests)["resources"]
     # KServe names the model after the InferenceService: the preset's pipeline_name is a valid name.
-    assert manifests[k8s.INFERENCE_SERVICE_FILE]["metadata"]["name"] == cfg.pipeline_name
+    assert manifests[k8s.INFERENCE_SERVICE_FILE]["metadata"]["name"] == cfg.model_name
 
 
 def test_a_local_push_dir_without_a_claim_is_a_clear_error():
     cfg = local_config()
-    assert not is_remote(cfg.serving_model_dir)
+    assert not is_remote(cfg.model_base_path)
     with pytest.raises(ValueError, match=r"serving\.kubernetes\.model_volume_claim") as error:
         k8s.render_manifests(cfg)
-    assert cfg.serving_model_dir in str(error.value)
+    assert cfg.model_base_path in str(error.value)
 
 
 def test_a_claim_is_mounted_read_only_at_the_push_dirs_own_path(claimed):
@@ -281,7 +282,7 @@ def test_a_claim_is_mounted_read_only_at_the_push_dirs_own_path(claimed):
     (mount,) = [m for m in ctr["volumeMounts"] if m["name"] == volume["name"]]
     config = text_format.Parse(manifests[k8s.CONFIGMAP_FILE]["data"][MODEL_CONFIG_FILE],
                                model_server_config_pb2.ModelServerConfig())
-    assert mount["mountPath"] == config.model_config_list.config[0].base_path == cfg.serving_model_dir
+    assert mount["mountPath"] == config.model_config_list.config[0].base_path == cfg.model_base_path
     assert mount["readOnly"] is True
     assert pod["serviceAccountName"] == SERVICE_ACCOUNT
     for name in KSERVE_FILES:
@@ -310,11 +311,11 @@ def test_names_labels_and_selectors_agree(kubeflow):
     hpa = manifests[k8s.HPA_FILE]["spec"]
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
                                      "name": deployment["metadata"]["name"]}
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (kubeflow.serving.kubernetes.min_replicas,
-                                                        kubeflow.serving.kubernetes.max_replicas)
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (kubeflow.options.kubernetes.min_replicas,
+                                                        kubeflow.options.kubernetes.max_replicas)
     assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == \
-        kubeflow.serving.kubernetes.target_cpu_utilization
-    assert manifests[k8s.PDB_FILE]["spec"]["minAvailable"] == kubeflow.serving.kubernetes.min_available
+        kubeflow.options.kubernetes.target_cpu_utilization
+    assert manifests[k8s.PDB_FILE]["spec"]["minAvailable"] == kubeflow.options.kubernetes.min_available
     assert "replicas" not in deployment["spec"]   # the HPA owns it
     for obj in manifests.values():
         labels = obj["metadata"]["labels"]
@@ -357,7 +358,7 @@ def test_the_canary_is_the_inference_service_with_traffic_and_a_version(kubeflow
     second = parse(k8s.render_manifests(kubeflow, canary_version=1795259999))
     base, canary = first[k8s.INFERENCE_SERVICE_FILE], first[k8s.CANARY_INFERENCE_SERVICE_FILE]
     predictor = copy.deepcopy(canary["spec"]["predictor"])
-    assert predictor.pop("canaryTrafficPercent") == kubeflow.serving.kubernetes.canary_traffic_percent
+    assert predictor.pop("canaryTrafficPercent") == kubeflow.options.kubernetes.canary_traffic_percent
     assert predictor.pop("annotations") == {k8s.MODEL_VERSION_ANNOTATION: "1795255735"}
     assert {**canary, "spec": {"predictor": predictor}} == base
     # A new version changes the predictor: KServe starts a new revision for it.
@@ -421,12 +422,12 @@ def test_the_command_renders_a_config_and_its_config_files(tmp_path):
     for name, text in config_files(cfg).items():
         (config_dir / name).write_text(text)
     out = tmp_path / "out"
-    assert k8s.main(["--config", KUBEFLOW_CONFIG, "--set", "schema_path=pipeline/schema/schema.pbtxt",
+    assert serving_files.main(["k8s", "--config", KUBEFLOW_CONFIG, "--set", "schema_path=pipeline/schema/schema.pbtxt",
                      "--out", str(out), "--config-files", str(config_dir), "--canary-version", "42"]) == 0
     assert (out / k8s.CONFIGMAP_FILE).read_text() == k8s.render_manifests(cfg, config_files(cfg), "42")[
         k8s.CONFIGMAP_FILE]
     assert "model-version: '42'" in (out / k8s.CANARY_INFERENCE_SERVICE_FILE).read_text()
-    assert k8s.main(["--config", os.path.join(REPO, "pipeline", "configs", "local.yaml"), "--out", str(out)]) == 2
+    assert serving_files.main(["k8s", "--config", os.path.join(REPO, "pipeline", "configs", "local.yaml"), "--out", str(out)]) == 2
 
 
 @pytest.mark.parametrize("key, value", [("namespace", "ML_Serving"), ("service_account", "Reader"),

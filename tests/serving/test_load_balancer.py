@@ -26,7 +26,7 @@ from pipeline.config import load_config
 from serving import load_balancer
 from serving.options import CONTAINER_CONFIG_DIR, GRPC_PORT, METRICS_PATH, REST_PORT
 from tests.support import registry_schemas
-from tests.support.model_server import ModelServerProcess, free_port
+from bench.model_server import ModelServerProcess, free_port
 from tests.support.nginx import INSTALL_HINT, NginxProcess, nginx_binary, nginx_version
 
 MODEL = "half_plus_two"
@@ -280,7 +280,7 @@ def test_the_committed_nginx_conf_is_the_template_rendered_for_compose():
 def test_the_committed_compose_file_is_the_rendering_of_the_local_config():
     with open(load_balancer.COMPOSE_PATH) as f:
         committed = f.read()
-    assert committed == load_balancer.render_compose(load_config()), \
+    assert committed == load_balancer.render_compose(load_config().serving_target), \
         f"serving/docker-compose.yml is stale: run {load_balancer.REGENERATE}"
 
 
@@ -378,7 +378,7 @@ def interpolate(value, env):
 
 def test_with_its_env_file_compose_mounts_the_push_dir_at_its_own_host_path():
     cfg = load_config()
-    env = dict(line.split("=", 1) for line in load_balancer.compose_env(cfg).splitlines()
+    env = dict(line.split("=", 1) for line in load_balancer.compose_env(cfg.serving_target).splitlines()
                if line and not line.startswith("#"))
     assert env == {"TFXP_MODEL_DIR": cfg.serving_model_dir, "TFXP_CONFIG_DIR": cfg.serving_config_dir}
     volumes = interpolate(compose()["services"]["serving"]["volumes"], env)

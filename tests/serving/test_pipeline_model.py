@@ -16,8 +16,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from components.core.user_code import load_user_code
-from serving import client, predict
-from tests.support.model_server import ModelServerProcess
+from pipeline import predict_command
+from serving import predict
+from bench.model_server import ModelServerProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -63,7 +64,7 @@ def test_tfxp_predict_prints_one_prediction_per_row(served, sample_run, tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     printed = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     user = load_user_code(cfg.user_package)
-    examples = client.read_examples(str(rows), user.features, not_sent=user.label_source_names)
+    examples = predict_command.read_examples(str(rows), user.features, not_sent=user.label_source_names)
     expected = predict.predict_serialized(version_dir, examples)
     assert [p["row"] for p in printed] == [1, 2, 3, 4, 5]
     np.testing.assert_allclose(np.array([p["outputs"] for p in printed]), expected, rtol=1e-5)

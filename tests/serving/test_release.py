@@ -13,7 +13,7 @@ from pipeline.config import load_config
 from serving import release
 from serving.options import CANARY, PREVIOUS, STABLE
 from tests.support import half_plus_two
-from tests.support.model_server import ModelServerProcess
+from bench.model_server import ModelServerProcess
 from tests.support.serving_load import NAME, Load, wait_until
 
 
@@ -31,7 +31,7 @@ def project(tmp_path, built):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"pipeline_name": NAME, "data_root": str(tmp_path / "data"),
                                       "output_root": str(tmp_path / "runs"), "serving_dir": str(serving_dir)}))
-    release.write_serving_config(load_config(str(config)))
+    release.write_serving_config(load_config(str(config)).serving_target)
     return config, serving_dir / NAME, tmp_path / "runs" / "serving_config" / NAME
 
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from tests.serving.conftest import MODEL
-from tests.support.model_server import ModelServerProcess
+from bench.model_server import ModelServerProcess
 
 SLOW_BATCHES = "max_batch_size { value: 64 } batch_timeout_micros { value: 1500000 } num_batch_threads { value: 1 }"
 

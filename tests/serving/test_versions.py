@@ -12,7 +12,7 @@ from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
 from tests.serving.conftest import write_config
 from tests.support import half_plus_two
-from tests.support.model_server import ModelServerProcess
+from bench.model_server import ModelServerProcess
 from tests.support.serving_load import NAME, Load, status, wait_until
 
 

@@ -10,7 +10,7 @@ import time
 from typing import List, Optional
 
 from pipeline.dev import WAITING
-from tests.support.model_server import BackgroundProcess, free_port
+from bench.model_server import BackgroundProcess, free_port
 
 ITERATION = re.compile(r"^iteration (\d+) \(", re.MULTILINE)
 

@@ -12,7 +12,7 @@ from typing import Sequence, Tuple
 import requests
 
 from serving.load_balancer import HEALTH_PATH, render_nginx_conf
-from tests.support.model_server import BackgroundProcess, free_port
+from bench.model_server import BackgroundProcess, free_port
 
 INSTALL_HINT = "nginx is not installed: run `scripts/ensure-system-packages.sh nginx` as root (make test does)"
 

@@ -1,4 +1,4 @@
-"""`tfxp serve` as a real process on free loopback ports, for tests and benchmarks."""
+"""`tfxp serve` as a real process on free loopback ports, for the benchmarks and the tests (which sit above bench/)."""
 from __future__ import annotations
 
 import os
@@ -10,8 +10,6 @@ import time
 from typing import Callable, List, Optional
 
 import requests
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def free_port() -> int:
