@@ -1,1 +1,13 @@
-"""Serving: pushed model discovery, prediction, (later) TF Serving configs and clients."""
+"""A TF Serving-compatible model server and its deployment files: a product of its own.
+
+It imports only the bottom layer (tfxp/) and is told what to serve through a ServingTarget
+(serving/options.py); it never reads the pipeline's config.
+
+server.py, manager.py, servable.py, batching.py   `tfxp serve`: tensorflow_model_server's flags and behaviour
+rest.py, grpc_service.py, json_tensor.py, inference.py   TF Serving's REST and gRPC APIs
+protos.py, metrics.py, errors.py                 its config files, Prometheus metrics, error statuses
+client.py                                        a REST/gRPC client of the predict API
+predict.py, inspect.py                           pushed versions on disk; what a SavedModel/TFLite model holds
+release.py, k8s.py, load_balancer.py             models.config releases, Kubernetes/KServe, nginx + compose
+options.py                                       the serving: section, ServingTarget, names and ports
+"""
