@@ -212,11 +212,11 @@ def in_process_batching(model_dir: str, examples, threads: int = 32, per_thread:
     front: unbatched, through the batch scheduler, through TensorFlow's BatchFunction op."""
     import numpy as np
 
-    from serving.servable import BatchingOptions, Servable
+    from serving.servable import ServerBatching, Servable
 
     results = {}
     for name in ("off",) + SERVERS[1:]:
-        batching = None if name == "off" else BatchingOptions(implementation=name, **{
+        batching = None if name == "off" else ServerBatching(implementation=name, **{
             k: v for k, v in BATCHING.items() if k != "batch_timeout_micros"}, batch_timeout_micros=1000)
         signature = Servable("bench", 1, model_dir, batching).signature("")
         rows = [np.array([e], dtype=object) for e in examples]

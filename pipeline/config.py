@@ -25,7 +25,7 @@ import yaml
 from components.core.user_code import DEFAULT_PACKAGE, UserCode, UserCodeError, check_feature_names, load_user_code
 from components.custom.tflite_options import TFLiteOptions
 from components.training.options import TrainingOptions
-from serving.options import (BatchingParameters, InfraValidationOptions, KubernetesOptions,
+from serving.options import (BatchingOptions, InfraValidationOptions, KubernetesOptions,
                              ServingOptions, ServingTarget)
 from tfxp.errors import TfxpError
 from tfxp.files import is_remote
@@ -260,7 +260,7 @@ class PipelineConfig:
 # Nested config sections, by parent class.
 _SECTIONS = {PipelineConfig: {"training": TrainingOptions, "evaluation": EvaluationConfig,
                               "tflite": TFLiteOptions, "serving": ServingOptions},
-             ServingOptions: {"batching": BatchingParameters, "infra_validation": InfraValidationOptions,
+             ServingOptions: {"batching": BatchingOptions, "infra_validation": InfraValidationOptions,
                               "kubernetes": KubernetesOptions}}
 
 

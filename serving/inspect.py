@@ -25,13 +25,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from tfxp.errors import TfxpError
 from tfxp import contract
+from tfxp.saved_model import (ASSETS_DIR, EXTRA_ASSETS_DIR, SAVED_MODEL_PB, SAVED_MODEL_PBTXT, VARIABLES_DIR,
+                               WARMUP_FILE_NAME, WARMUP_PATH, SavedModelParseError, read_saved_model,
+                               warmup_records)
 
-SAVED_MODEL_PB = "saved_model.pb"
-SAVED_MODEL_PBTXT = "saved_model.pbtxt"
-ASSETS_DIR = "assets"
-EXTRA_ASSETS_DIR = "assets.extra"
-WARMUP_FILE = "tf_serving_warmup_requests"  # TF Serving reads assets.extra/<this> at load time
-VARIABLES_DIR = "variables"
 TFLITE_SUFFIX = ".tflite"
 TRANSFORM_GRAPH_DIR = "transform_graph"
 # Signature keys TensorFlow adds for itself (the init op): not callable, hidden like `loaded.signatures` does.
@@ -157,23 +154,10 @@ def inspect_model_base(path: str) -> Dict[str, Any]:
 # -- SavedModel ----------------------------------------------------------------------------------
 
 def _read_saved_model_proto(path: str):
-    import tensorflow as tf
-    from google.protobuf import message, text_format
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    proto = saved_model_pb2.SavedModel()
-    pb = _join(path, SAVED_MODEL_PB)
     try:
-        if tf.io.gfile.exists(pb):
-            with tf.io.gfile.GFile(pb, "rb") as f:
-                proto.ParseFromString(f.read())
-        else:
-            pb = _join(path, SAVED_MODEL_PBTXT)
-            with tf.io.gfile.GFile(pb, "r") as f:
-                text_format.Parse(f.read(), proto)
-    except (message.DecodeError, text_format.ParseError) as e:
-        raise NotAModelError(f"{pb}: not a SavedModel: cannot parse it ({e})") from e
-    return proto
+        return read_saved_model(path)
+    except SavedModelParseError as e:
+        raise NotAModelError(str(e)) from e
 
 
 def _shape(tensor_shape) -> Optional[List[int]]:
@@ -212,8 +196,8 @@ def _vocabularies(assets_dir: str) -> List[Dict[str, Any]]:
             for name in _files(assets_dir)]
 
 
-def _warmup(path: str) -> Dict[str, Any]:
-    """Record count of a warmup file, and how many of each PredictionLog kind (predict_log, ...)."""
+def _warmup(version_dir: str) -> Dict[str, Any]:
+    """Record count of a version's warmup file, and how many of each PredictionLog kind (predict_log, ...)."""
     import tensorflow as tf
     from google.protobuf import message
     from tensorflow_serving.apis import prediction_log_pb2
@@ -221,16 +205,16 @@ def _warmup(path: str) -> Dict[str, Any]:
     kinds: Dict[str, int] = collections.Counter()
     error = None
     try:
-        for record in tf.data.TFRecordDataset(path):
+        for record in warmup_records(version_dir):
             try:
-                kind = prediction_log_pb2.PredictionLog.FromString(record.numpy()).WhichOneof("log_type")
+                kind = prediction_log_pb2.PredictionLog.FromString(record).WhichOneof("log_type")
             except message.DecodeError:
                 kind = None
             kinds[kind or "not_a_prediction_log"] += 1
     except tf.errors.OpError as e:
         reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*", "", e.message, flags=re.S)  # drop TF's op context
         error = f"unreadable after {sum(kinds.values())} records: {reason}"
-    if not kinds and not error and _size(path):
+    if not kinds and not error and _size(_join(version_dir, WARMUP_PATH)):
         error = "not a TFRecord file"  # shorter than one record header: TFRecordDataset just ends
     warmup = {"records": sum(kinds.values()), "kinds": dict(sorted(kinds.items()))}
     return {**warmup, "error": error} if error else warmup
@@ -241,8 +225,7 @@ def inspect_saved_model(path: str) -> Dict[str, Any]:
     proto = _read_saved_model_proto(path)
     extra_dir = _join(path, EXTRA_ASSETS_DIR)
     extra = [{"file": name, "bytes": _size(_join(extra_dir, name))} for name in _files(extra_dir)]
-    warmup = (dict(file=f"{EXTRA_ASSETS_DIR}/{WARMUP_FILE}", **_warmup(_join(extra_dir, WARMUP_FILE)))
-              if any(f["file"] == WARMUP_FILE for f in extra) else None)
+    warmup = (dict(file=WARMUP_PATH, **_warmup(path)) if any(f["file"] == WARMUP_FILE_NAME for f in extra) else None)
     files, size = _tree_size(_join(path, VARIABLES_DIR))
     return {
         "path": path, "kind": "saved_model", "version": _version_of(path),
@@ -397,7 +380,7 @@ def _format_saved_model(d: Dict[str, Any], indent: str) -> List[str]:
         lines.append(f"{indent}  warmup requests: {warmup['records']}" + (f" ({kinds})" if kinds else "")
                      + (f"; {warmup['error']}" if "error" in warmup else ""))
     else:
-        lines.append(f"{indent}  warmup requests: none (no {EXTRA_ASSETS_DIR}/{WARMUP_FILE})")
+        lines.append(f"{indent}  warmup requests: none (no {WARMUP_PATH})")
     lines.append(f"{indent}  {VARIABLES_DIR}/: {d['variables']['files']} files, {_human_bytes(d['variables']['bytes'])}")
     return lines
 

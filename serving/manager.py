@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 from serving import errors
-from serving.servable import BatchingOptions, Servable
+from serving.servable import ServerBatching, Servable
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _fingerprint(path: str) -> Tuple:
 class ModelManager:
     """Loads, serves and unloads the versions of every configured model."""
 
-    def __init__(self, batching: Optional[BatchingOptions] = None, enable_warmup: bool = True,
+    def __init__(self, batching: Optional[ServerBatching] = None, enable_warmup: bool = True,
                  warmup: Optional[Callable[[Servable], None]] = None):
         self.batching = batching
         self.enable_warmup = enable_warmup

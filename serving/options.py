@@ -26,8 +26,10 @@ VALIDATION_PLATFORMS = ("local_process", "kubernetes")
 
 
 @dataclasses.dataclass
-class BatchingParameters:
-    """TF Serving's BatchingParameters (--batching_parameters_file), written by `tfxp serving-config`."""
+class BatchingOptions:
+    """The config's serving.batching: what `tfxp serving-config` writes as TF Serving's BatchingParameters
+    (--batching_parameters_file). The project's values; the server fills what a file leaves out with TF
+    Serving's defaults (servable.ServerBatching)."""
     max_batch_size: int = 64
     batch_timeout_micros: int = 2000
     max_enqueued_batches: int = 100
@@ -76,7 +78,7 @@ class ServingOptions:
     # --model_config_file_poll_wait_seconds: how soon a `tfxp release` reaches the servers.
     model_config_poll_seconds: int = 10
     enable_batching: bool = True
-    batching: BatchingParameters = dataclasses.field(default_factory=BatchingParameters)
+    batching: BatchingOptions = dataclasses.field(default_factory=BatchingOptions)
     infra_validation: InfraValidationOptions = dataclasses.field(default_factory=InfraValidationOptions)
     kubernetes: KubernetesOptions = dataclasses.field(default_factory=KubernetesOptions)
 

@@ -6,17 +6,18 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 from tfxp import contract
+from tfxp.saved_model import SAVED_MODEL_PB
 
 
 def _is_complete(version_dir: str, marker_suffix: str) -> bool:
     import tensorflow as tf
 
-    if marker_suffix == "saved_model.pb":  # Pusher copies saved_model.pb last
+    if marker_suffix == SAVED_MODEL_PB:  # Pusher copies saved_model.pb last
         return tf.io.gfile.exists(os.path.join(version_dir, marker_suffix))
     return any(name.endswith(marker_suffix) for name in tf.io.gfile.listdir(version_dir))
 
 
-def model_versions(serving_model_dir: str, marker_suffix: str = "saved_model.pb") -> List[str]:
+def model_versions(serving_model_dir: str, marker_suffix: str = SAVED_MODEL_PB) -> List[str]:
     """Version directories Pusher wrote under serving_model/<name>/, oldest first.
 
     Only complete versions count: ones holding a file ending in ``marker_suffix``
@@ -31,7 +32,7 @@ def model_versions(serving_model_dir: str, marker_suffix: str = "saved_model.pb"
     return [os.path.join(serving_model_dir, d) for d in sorted(versions, key=int)]
 
 
-def latest_version(serving_model_dir: str, marker_suffix: str = "saved_model.pb") -> Optional[str]:
+def latest_version(serving_model_dir: str, marker_suffix: str = SAVED_MODEL_PB) -> Optional[str]:
     versions = model_versions(serving_model_dir, marker_suffix)
     return versions[-1] if versions else None
 

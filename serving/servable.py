@@ -16,6 +16,7 @@ from google.protobuf import text_format
 from serving import errors
 from serving.json_tensor import dtype_string
 from tfxp import contract
+from tfxp.saved_model import MAX_WARMUP_RECORDS, read_saved_model, warmup_file, warmup_records
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +27,11 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 CLASSIFY_INPUTS, CLASSIFY_CLASSES, CLASSIFY_SCORES = "inputs", "classes", "scores"
 REGRESS_INPUTS, REGRESS_OUTPUTS = "inputs", "outputs"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-MAX_WARMUP_RECORDS = 1000  # TF Serving's kMaxNumRecordsToRead
 
 
 def read_meta_graph(version_dir: str, tags: Sequence[str] = (SERVE_TAG,)):
     """The MetaGraphDef with exactly ``tags`` in the SavedModel's saved_model.pb (no TF load)."""
-    import tensorflow as tf
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    saved_model = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(os.path.join(version_dir, "saved_model.pb"), "rb") as f:
-        saved_model.ParseFromString(f.read())
+    saved_model = read_saved_model(version_dir)
     for meta_graph in saved_model.meta_graphs:
         if set(meta_graph.meta_info_def.tags) == set(tags):
             return meta_graph
@@ -48,8 +42,10 @@ def read_meta_graph(version_dir: str, tags: Sequence[str] = (SERVE_TAG,)):
 
 
 @dataclass
-class BatchingOptions:
-    """TF Serving's BatchingParameters, with its defaults when the file leaves a field out."""
+class ServerBatching:
+    """The batching a running server applies: TF Serving's BatchingParameters (protos.BatchingParameters, read
+    from --batching_parameters_file) with TF Serving's own defaults where the file leaves a field out. Not
+    the config's serving.batching (options.BatchingOptions: the values `tfxp serving-config` writes)."""
     max_batch_size: int = 1000
     batch_timeout_micros: int = 0
     max_enqueued_batches: int = 10
@@ -58,7 +54,7 @@ class BatchingOptions:
     implementation: str = "scheduler"  # or "tf_op": see serving/batching.py
 
     @classmethod
-    def from_proto(cls, params, implementation: str = "scheduler") -> "BatchingOptions":
+    def from_proto(cls, params, implementation: str = "scheduler") -> "ServerBatching":
         options = cls(implementation=implementation)
         for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads"):
             if params.HasField(name):
@@ -73,7 +69,7 @@ class BatchingOptions:
 class Signature:
     """A SignatureDef and the function that runs it."""
 
-    def __init__(self, key: str, signature_def, function, batching: Optional[BatchingOptions] = None,
+    def __init__(self, key: str, signature_def, function, batching: Optional[ServerBatching] = None,
                  scope: str = "batch"):
         import tensorflow as tf
 
@@ -118,7 +114,7 @@ class Signature:
                                autograph=False).get_concrete_function()
         return lambda tensors: concrete(*[tensors[k] for k in keys])
 
-    def _batched_call(self, options: BatchingOptions, scope: str) -> Callable[[Dict], Dict]:
+    def _batched_call(self, options: ServerBatching, scope: str) -> Callable[[Dict], Dict]:
         """Calls go through TensorFlow's BatchFunction kernel (what TF Serving's in-graph batching
         uses): concurrent calls are merged into one run of up to max_batch_size rows."""
         import tensorflow as tf
@@ -312,7 +308,7 @@ def _checked_array(value, dtype, position: int) -> np.ndarray:
 class Servable:
     """A SavedModel version loaded into TensorFlow, with its signatures."""
 
-    def __init__(self, name: str, version: int, path: str, batching: Optional[BatchingOptions] = None):
+    def __init__(self, name: str, version: int, path: str, batching: Optional[ServerBatching] = None):
         import tensorflow as tf
 
         self.name, self.version, self.path = name, version, path
@@ -356,22 +352,14 @@ def _safe(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text)
 
 
-def warmup_path(version_dir: str) -> str:
-    return os.path.join(version_dir, WARMUP_FILE)
-
-
 def read_warmup_records(version_dir: str) -> List:
     """The PredictionLogs of assets.extra/tf_serving_warmup_requests ([] when there is none)."""
-    import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
-    path = warmup_path(version_dir)
-    if not tf.io.gfile.exists(path):
-        return []
     records = []
-    for record in tf.data.TFRecordDataset(path):
+    for record in warmup_records(version_dir):
         if len(records) >= MAX_WARMUP_RECORDS:
-            raise errors.invalid_argument(
-                f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}")
-        records.append(prediction_log_pb2.PredictionLog.FromString(record.numpy()))
+            raise errors.invalid_argument(f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) "
+                                          f"at {warmup_file(version_dir)}")
+        records.append(prediction_log_pb2.PredictionLog.FromString(record))
     return records

@@ -19,7 +19,7 @@ from serving import errors, protos
 from serving.batching import IMPLEMENTATIONS
 from serving.manager import ModelManager
 from serving.metrics import DEFAULT_PATH as METRICS_PATH, Metrics
-from serving.servable import BatchingOptions
+from serving.servable import ServerBatching
 from tfxp import contract
 from tfxp.files import is_remote
 from tfxp.errors import TfxpError
@@ -92,7 +92,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 @dataclass
 class ServerOptions:
     model_config: object  # ModelServerConfig
-    batching: Optional[BatchingOptions]
+    batching: Optional[ServerBatching]
     metrics_path: Optional[str]
 
 
@@ -132,7 +132,7 @@ def options_from_args(args) -> ServerOptions:
             params = (protos.read_batching_parameters(args.batching_parameters_file)
                       if args.batching_parameters_file else protos.BatchingParameters())
             try:
-                batching = BatchingOptions.from_proto(params, args.batching_implementation)
+                batching = ServerBatching.from_proto(params, args.batching_implementation)
             except ValueError as e:
                 raise ServeError(f"{args.batching_parameters_file}: {e}") from None
         metrics_path = None
