@@ -59,17 +59,10 @@ class ConversionResult:
         return sum(self.rows.values())
 
 
-def _row_hash(key: str) -> int:
-    # md5 is stable across processes and Python versions (unlike hash()).
-    return int.from_bytes(hashlib.md5(key.encode("utf-8")).digest()[:8], "little")
-
-
-def split_for(key: str, eval_percent: int) -> str:
-    return "eval" if _row_hash(key) % 100 < eval_percent else "train"
-
-
-def shard_for(key: str, num_shards: int) -> int:
-    return (_row_hash(key) // 100) % num_shards
+def split_and_shard(row_hashes, eval_percent: int, shards: int):
+    """The rule, for one row's hash or an array of them: (in eval?, its shard within its split). A row
+    hash is the first 8 bytes of the md5 of the row's key, little-endian: stable across processes."""
+    return row_hashes % 100 < eval_percent, (row_hashes // 100) % shards
 
 
 def _shown(value) -> str:
@@ -319,7 +312,7 @@ def typed_column(feature: features_lib.Feature, column, where, first_row: int, f
 
 
 def _row_hashes(batch, key_column: Optional[str]):
-    """_row_hash of each row's key (the key column's cell, or the raw cells joined by ",")."""
+    """The row hash (split_and_shard) of each row's key: the key column's cell, or the raw cells joined by ","."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -435,8 +428,8 @@ def convert_source(source: Source, output_dir: str, *, features: Sequence[featur
                 columns = {f.name: typed_column(f, batch.column(f.name), source.where, done) for f in features}
                 records = _encode(columns, batch.num_rows, encoder, pool)
                 hashes = _row_hashes(batch, key_column)
-                is_eval = (hashes % 100 < eval_percent).astype(np.int64)
-                targets = is_eval * shards + ((hashes // 100) % shards).astype(np.int64)
+                is_eval, shard = split_and_shard(hashes, eval_percent, shards)
+                targets = is_eval.astype(np.int64) * shards + shard.astype(np.int64)
                 for future in writing:
                     future.result()
                 writing = _write_shards(writers, records, targets, write_pool)
@@ -484,23 +477,3 @@ def _replace_dir(src: str, dst: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(src, dst)
-
-
-def read_examples(pattern: str, compression: str = "auto") -> List[dict]:
-    """Reads TFRecords of tf.Example back into python dicts (for tests and inspection)."""
-    import tensorflow as tf
-
-    paths = sorted(tf.io.gfile.glob(pattern))
-    out = []
-    for path in paths:
-        comp = compression
-        if comp == "auto":
-            comp = "gzip" if path.endswith(".gz") else "none"
-        for record in tf.data.TFRecordDataset(path, compression_type=COMPRESSIONS[comp][0]):
-            example = tf.train.Example.FromString(record.numpy())
-            row = {}
-            for name, feat in example.features.feature.items():
-                kind = feat.WhichOneof("kind")
-                row[name] = list(getattr(feat, kind).value)
-            out.append(row)
-    return out

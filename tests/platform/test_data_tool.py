@@ -1,6 +1,7 @@
 """tfxp data: CSV -> sharded TFRecords of tf.train.Example, on synthetic data with every dtype and kind."""
 import base64
 import csv
+import hashlib
 import os
 import tempfile
 
@@ -11,6 +12,7 @@ from components.core.user_code import load_user_code
 from data import tfrecords
 from pipeline import cli
 from tests.support import synthetic
+from tests.support.examples import read_examples
 
 USER = load_user_code("synth_binary")
 FEATURES = USER.features
@@ -44,7 +46,7 @@ def test_round_trip_values_equal_the_csv(tmp_path, compression, suffix):
     csv_path = _csv(tmp_path, 300)
     result = _convert(csv_path, tmp_path / "out", shards=3, compression=compression)
     assert all(p.endswith(suffix) for files in result.files.values() for p in files)
-    examples = tfrecords.read_examples(str(tmp_path / "out" / "*" / "*"))
+    examples = read_examples(str(tmp_path / "out" / "*" / "*"))
     rows = _csv_rows(csv_path)
     assert len(examples) == len(rows) == 300
     by_name = F.by_name(FEATURES)
@@ -56,7 +58,7 @@ def test_round_trip_values_equal_the_csv(tmp_path, compression, suffix):
 def test_missing_values_become_absent_features(tmp_path):
     csv_path = _csv(tmp_path, 200)
     _convert(csv_path, tmp_path / "out", shards=1)
-    examples = tfrecords.read_examples(str(tmp_path / "out" / "*" / "*"))
+    examples = read_examples(str(tmp_path / "out" / "*" / "*"))
     empty_cells = sum(1 for row in _csv_rows(csv_path) for cell in row.values() if cell == "")
     absent = sum(len(FEATURES) - len(ex) for ex in examples)
     assert empty_cells > 0 and absent == empty_cells
@@ -80,8 +82,8 @@ def test_split_is_deterministic_and_independent_of_row_order(tmp_path):
     assert 0.2 < a.rows["eval"] / a.total_rows < 0.45  # about eval_percent=33
     for split in ("train", "eval"):
         key = lambda ex: repr(sorted(ex.items()))  # noqa: E731
-        assert sorted(map(key, tfrecords.read_examples(str(tmp_path / "a" / split / "*")))) == \
-            sorted(map(key, tfrecords.read_examples(str(tmp_path / "b" / split / "*"))))
+        assert sorted(map(key, read_examples(str(tmp_path / "a" / split / "*")))) == \
+            sorted(map(key, read_examples(str(tmp_path / "b" / split / "*"))))
 
 
 def test_a_bytes_feature_stores_raw_binary_including_nul(tmp_path):
@@ -93,7 +95,7 @@ def test_a_bytes_feature_stores_raw_binary_including_nul(tmp_path):
                         f"1,{base64.b64encode(image).decode()},café\n"
                         f"2,{base64.b64encode(b'').decode()},\n")
     tfrecords.convert_csv(str(csv_path), str(tmp_path / "out"), features=spec, shards=1, eval_percent=50)
-    examples = {ex["id"][0]: ex for ex in tfrecords.read_examples(str(tmp_path / "out" / "*" / "*"))}
+    examples = {ex["id"][0]: ex for ex in read_examples(str(tmp_path / "out" / "*" / "*"))}
     assert examples[1]["image"] == [image] and b"\x00" in examples[1]["image"][0]
     assert examples[1]["caption"] == ["café".encode()]
     # An empty cell is a missing value, for bytes too: absent, not b"".
@@ -179,7 +181,7 @@ def test_cli_types_columns_from_the_configured_package(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path / "data" / "train")) == ["data-00000-of-00002.tfrecord",
                                                               "data-00001-of-00002.tfrecord"]
     assert "compression none" in capsys.readouterr().out
-    assert {"income", "city", "defaulted"} <= set().union(*tfrecords.read_examples(str(tmp_path / "data" / "*" / "*")))
+    assert {"income", "city", "defaulted"} <= set().union(*read_examples(str(tmp_path / "data" / "*" / "*")))
 
 
 def test_cli_exits_non_zero_with_the_error_on_stderr(tmp_path, capsys):
@@ -210,7 +212,7 @@ def test_values_arrow_does_not_cast_follow_the_row_by_row_rules(tmp_path):
     line2[header.index("weekday")] = " 4"   # Python's int() takes surrounding spaces
     (tmp_path / "in.csv").write_text("\n".join(",".join(x) for x in [header, line1, line2]) + "\n")
     _convert(tmp_path / "in.csv", tmp_path / "out", shards=1)
-    weekdays = sorted(ex["weekday"] for ex in tfrecords.read_examples(str(tmp_path / "out" / "*" / "*")))
+    weekdays = sorted(ex["weekday"] for ex in read_examples(str(tmp_path / "out" / "*" / "*")))
     assert weekdays == [[3], [4]]
 
 
@@ -235,13 +237,18 @@ def test_a_row_with_too_few_cells_names_its_line(tmp_path):
                           "line 3", f"expected {len(header)} cells")
 
 
+def row_hash(key: str) -> int:
+    """The documented rule (data/tfrecords.split_and_shard): md5 of the key, first 8 bytes, little-endian."""
+    return int.from_bytes(hashlib.md5(key.encode("utf-8")).digest()[:8], "little")
+
+
 def test_the_vectorized_path_splits_rows_as_the_row_hash_does(tmp_path):
     csv_path = _csv(tmp_path, 400)
     result = _convert(csv_path, tmp_path / "out", shards=2, eval_percent=40)
     rows = _csv_rows(csv_path)
     with open(csv_path, newline="") as f:
         raw = list(csv.reader(f))[1:]
-    expected_eval = sum(tfrecords.split_for(",".join(cells), 40) == "eval" for cells in raw)
+    expected_eval = sum(row_hash(",".join(cells)) % 100 < 40 for cells in raw)
     assert result.rows == {"train": len(rows) - expected_eval, "eval": expected_eval}
 
 
@@ -281,7 +288,7 @@ def test_cli_scale_writes_tfrecords_or_a_csv(tmp_path, capsys):
     assert cli.main(["data", "--config", _config(tmp_path), "--csv", csv_path, "--scale", "3000",
                      "--shards", "2"]) == 0
     assert "wrote" in capsys.readouterr().out
-    assert len(tfrecords.read_examples(str(tmp_path / "data" / "*" / "*"))) == 3000
+    assert len(read_examples(str(tmp_path / "data" / "*" / "*"))) == 3000
     out_csv = tmp_path / "big" / "synthetic.csv"
     assert cli.main(["data", "--config", _config(tmp_path), "--csv", csv_path, "--scale", "2500",
                      "--seed", "3", "--write-csv", str(out_csv)]) == 0

@@ -17,7 +17,7 @@ from components.core.feature import (BUCKETIZED, BYTES, CATEGORICAL, FLOAT, INT6
 from components.core.task import BinaryClassification, MulticlassClassification, Regression
 from components.core.user_code import load_user_code
 from data import feature_inference
-from data.tfrecords import read_examples
+from tests.support.examples import read_examples
 from pipeline import cli, init_package
 from tests.support import synthetic
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from components.core.task import BinaryClassification, MulticlassClassification, Regression
 from components.training import inputs, trainer
-from data.tfrecords import read_examples
+from tests.support.examples import read_examples
 
 
 def _tft_output(workspace, package):

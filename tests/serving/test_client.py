@@ -27,6 +27,7 @@ from pipeline import predict_command
 from serving import client
 from serving.client import ClientError, ModelSpec, ServingRequestError, ServingUnavailable
 from tests.support import synthetic
+from tests.support.examples import read_examples
 
 USER = load_user_code("synth_binary")
 FAST = dict(timeout=2.0, retries=3, backoff=0.01)
@@ -247,7 +248,7 @@ def test_a_csv_is_typed_as_the_data_tool_types_it_without_the_label(tmp_path):
     csv_path = synthetic.write_csv(tmp_path / "rows.csv", USER, 60)
     tfrecords.convert_csv(csv_path, str(tmp_path / "out"), features=USER.features, shards=1, compression="none")
     by_data_tool = [{k: v for k, v in row.items() if k != "defaulted"}
-                    for row in tfrecords.read_examples(str(tmp_path / "out" / "*" / "*"))]
+                    for row in read_examples(str(tmp_path / "out" / "*" / "*"))]
     by_client = [_values(e) for e in _read(csv_path)]
     key = lambda row: repr(sorted(row.items()))  # noqa: E731
     assert len(by_client) == 60 and sorted(map(key, by_client)) == sorted(map(key, by_data_tool))

@@ -54,7 +54,7 @@ def transform(user: UserCode, patterns: Dict[str, str], directory: str) -> Dict:
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import metadata_io
 
-    from data.tfrecords import read_examples
+    from tests.support.examples import read_examples
 
     preprocessing_fn = importlib.import_module(f"{user.package}.preprocessing").preprocessing_fn
     metadata = raw_metadata(user)
