@@ -7,7 +7,7 @@ STAMP     := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 # Quieter TensorFlow C++ logs; the pipeline's own progress is logged by Python.
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONWARNINGS ?= ignore::FutureWarning,ignore::DeprecationWarning
 
 .PHONY: setup run test test-fast test-e2e bench clean constraints

@@ -41,6 +41,8 @@ import tempfile
 import time
 from typing import Iterator, List, Optional, Tuple
 
+from tfxp.errors import TfxpError
+
 log = logging.getLogger(__name__)
 
 JOB_SERVICE_MODULE = "apache_beam.runners.portability.local_job_service_main"
@@ -49,8 +51,10 @@ STOP_TIMEOUT_SECONDS = 10.0
 _WORKER_STARTED = re.compile(r"started SDK worker (\S+) as pid (\d+)")
 
 
-class BeamServicesError(RuntimeError):
+class BeamServicesError(RuntimeError, TfxpError):
     """The job service or the worker pool did not come up."""
+
+    exit_code = 1
 
 
 def _free_ports(count: int) -> List[int]:

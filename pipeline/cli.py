@@ -4,6 +4,8 @@
     tfxp data      CSV -> sharded TFRecords of tf.train.Example
     tfxp schema    infer a starting schema from the TFRecords, fitted to your feature list
     tfxp run       run the whole pipeline locally (LocalDagRunner on Beam)
+    tfxp dev       the edit loop: run once, then rerun what each save of your files affects, model served
+    tfxp runs      the recent runs: what changed, the gate metric, blessed or not, the pushed version
     tfxp compile   compile it for Kubeflow Pipelines (KFP v2 PipelineSpec YAML)
     tfxp submit    compile and submit a run to a Kubeflow Pipelines host
     tfxp report    one HTML page about a run: data, training, evaluation, TFLite, push, timings
@@ -19,6 +21,7 @@ import os
 import logging
 import sys
 import traceback
+import warnings
 
 import pipeline  # noqa: F401  (one Keras, before TensorFlow)
 from tfxp.errors import BAD_INPUT, TfxpError
@@ -99,6 +102,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_dev(args) -> int:
+    _load(args)  # a bad config fails in one line before TensorFlow is imported
     from pipeline import dev
 
     return dev.run_loop(args.config, args.overrides, grpc_port=args.port, rest_port=args.rest_api_port,
@@ -181,11 +185,18 @@ def cmd_release(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, failing as every tfxp error does: one line, exit 2 (its usage block only with --help)."""
+
+    def error(self, message: str):
+        self.exit(BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tfxp", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="tfxp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show the full log (TFX, Beam) on the terminal and tracebacks of errors")
+                        help="show the full log (TFX, Beam, TensorFlow's C++ log as TF_CPP_MIN_LOG_LEVEL says, "
+                             "libraries' warnings) on the terminal and tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("init", help="start a new package of your own from a CSV: features.py inferred from the "
@@ -318,7 +329,15 @@ def cmd_serve(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the subcommand they were given to
+        parser.exit(BAD_INPUT, f"tfxp {args.command}: error: unrecognized arguments: {' '.join(unknown)} "
+                               f"(see tfxp {args.command} --help)\n")
+    if not args.verbose:  # the libraries' start-up chatter (CUDA probes, CPU features, Python versions)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        for category in (FutureWarning, DeprecationWarning):
+            warnings.filterwarnings("ignore", category=category)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:

@@ -59,8 +59,6 @@ CONFIGMAP_SUFFIX = "-tfserving-config"              # InferenceService: the plai
 # KServe's (Knative's) revisions are named <name>-predictor-00001 and must stay a 63-character label.
 MAX_NAME_LENGTH = 63 - len("-predictor-00001")
 _DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
-_DNS_1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS_1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 CONFIGMAP_MAX_BYTES = 1024 * 1024
 
@@ -106,17 +104,6 @@ def resource_name(target: ServingTarget) -> str:
             f"letter, end with a letter or digit and have at most {MAX_NAME_LENGTH} characters (a DNS-1035 "
             f"label short enough for KServe's '<name>-predictor-00001')")
     return name
-
-
-def _check_names(target: ServingTarget) -> None:
-    """The config's Kubernetes names, checked before kubectl would reject them."""
-    k8s = target.options.kubernetes
-    for key, value, rule, limit in (("namespace", k8s.namespace, _DNS_1123_LABEL, 63),
-                                    ("service_account", k8s.service_account, _DNS_1123_SUBDOMAIN, 253),
-                                    ("model_volume_claim", k8s.model_volume_claim, _DNS_1123_SUBDOMAIN, 253)):
-        if value is not None and (not rule.fullmatch(value) or len(value) > limit):
-            raise ManifestError(f"serving.kubernetes.{key} must be a Kubernetes name (lowercase letters, digits, '-'; "
-                             f"at most {limit} characters), got {value!r}")
 
 
 def tf_serving_name(target: ServingTarget) -> str:
@@ -401,7 +388,6 @@ def render_manifests(target: ServingTarget, config_files: Optional[Dict[str, str
                      canary_version: Optional[str] = None) -> Dict[str, str]:
     """{file name: YAML}. ``config_files`` ({name: text}, e.g. models.config) adds ``configmap.yaml``;
     ``canary_version`` names the version the canary InferenceService rolls out."""
-    _check_names(target)
     name = resource_name(target)
     kubectl_ns = f" -n {target.options.kubernetes.namespace}" if target.options.kubernetes.namespace else ""
     promote = (f"kubectl patch isvc {name}{kubectl_ns} --type=json "

@@ -7,6 +7,7 @@ label names. No TensorFlow here: loading a config reads this module.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import List, Optional
 from tfxp import contract
 
@@ -23,6 +24,9 @@ MONITORING_CONFIG_FILE = "monitoring.config"
 CONTAINER_CONFIG_DIR = "/etc/tfserving"
 METRICS_PATH = "/monitoring/prometheus/metrics"
 VALIDATION_PLATFORMS = ("local_process", "kubernetes")
+# Kubernetes' names (checked when the config loads, before kubectl would reject them).
+_DNS_1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 @dataclasses.dataclass
@@ -106,6 +110,12 @@ class ServingOptions:
         if not 0 < k8s.target_cpu_utilization <= 100:
             raise ValueError(f"serving.kubernetes.target_cpu_utilization must be a percent, "
                              f"got {k8s.target_cpu_utilization}")
+        for key, value, rule, limit in (("namespace", k8s.namespace, _DNS_1123_LABEL, 63),
+                                        ("service_account", k8s.service_account, _DNS_1123_SUBDOMAIN, 253),
+                                        ("model_volume_claim", k8s.model_volume_claim, _DNS_1123_SUBDOMAIN, 253)):
+            if value is not None and (not rule.fullmatch(value) or len(value) > limit):
+                raise ValueError(f"serving.kubernetes.{key} must be a Kubernetes name (lowercase letters, digits, "
+                                 f"'-'; at most {limit} characters), got {value!r}")
         sizes = self.batching.allowed_batch_sizes
         if sizes and (sizes != sorted(sizes) or sizes[-1] != self.batching.max_batch_size):
             raise ValueError("serving.batching.allowed_batch_sizes must increase and end with max_batch_size "

@@ -4,6 +4,7 @@ need no TensorFlow (a config error, `tfxp predict`) do not import it.
 Each command runs as a real `tfxp` process; a small wrapper reports at exit whether TensorFlow
 was imported.
 """
+import argparse
 import json
 import os
 import subprocess
@@ -137,3 +138,60 @@ def test_predict_prints_the_servers_predictions_without_importing_tensorflow(ser
     assert exit_code == 0, stderr
     assert out == ["row 1: P(defaulted) = 0.300", "row 2: P(defaulted) = 0.450"]
     assert not imported_tensorflow
+
+
+# -- every subcommand ---------------------------------------------------------------------------------
+
+def subcommands():
+    from pipeline.cli import build_parser
+
+    (action,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return sorted(action.choices)
+
+
+# A bad config value (or, for the commands that read no config, a bad argument) per subcommand: what the
+# line must say, and the exit code tfxp/errors.py documents for it.
+BAD_INPUT_BY_COMMAND = {
+    "init": (["init", "1st", "--csv", "{tmp}/rows.csv", "--label", "y"], "'1st'"),
+    "data": (["data", "--write-csv", "{tmp}/x.csv"], "--write-csv writes synthetic rows"),
+    "schema": (["schema", "--set", "training.train_steps=abc"], "expected an integer, got 'abc'"),
+    "run": (["run", "--set", "training.strategy=warp"], "training.strategy"),
+    "dev": (["dev", "--config", "{tmp}/missing.yaml"], "missing.yaml: config file not found"),
+    "runs": (["runs", "--set", "serving.replicas=0"], "serving.replicas must be at least 1"),
+    "compile": (["compile", "--set", "serving.kubernetes.namespace=ML_Serving"],
+                "serving.kubernetes.namespace must be a Kubernetes name"),
+    "submit": (["submit", "--host", "http://127.0.0.1:9", "--set", "serving.batching.max_batch_size=0"],
+               "serving.batching.max_batch_size"),
+    "report": (["report", "--set", "nosuchkey=1"], "nosuchkey"),
+    "diagnose-input": (["diagnose-input", "--set", "training.batch_size=many"], "training: batch_size"),
+    "serve": (["serve", "--set", "serving.infra_validation.platform=mars"], "serving.infra_validation.platform"),
+    "predict": (["predict", "{tmp}/rows.jsonl", "--set", "pipeline_name="], "pipeline_name"),
+    "serving-config": (["serving-config", "--set", "serving.kubernetes.namespace=ML_Serving"],
+                       "serving.kubernetes.namespace must be a Kubernetes name"),
+    "release": (["release", "canary"], "tfxp release canary needs the VERSION"),
+    "inspect": (["inspect", "{tmp}"], "not a model"),
+}
+
+
+def test_the_table_below_covers_every_subcommand():
+    assert sorted(BAD_INPUT_BY_COMMAND) == subcommands()
+
+
+@pytest.mark.parametrize("command", sorted(BAD_INPUT_BY_COMMAND))
+def test_every_subcommand_fails_on_bad_input_in_one_line_exit_2_without_a_traceback(tmp_path, command):
+    (tmp_path / "rows.csv").write_text("x,y\n1,2\n")
+    _rows(tmp_path, "rows.jsonl", {"age": 30})
+    template, says = BAD_INPUT_BY_COMMAND[command]
+    exit_code, _, stderr, _ = tfxp(*[arg.format(tmp=tmp_path) for arg in template], cwd=tmp_path)
+    assert (exit_code, len(stderr)) == (2, 1), stderr
+    assert stderr[0].startswith(f"tfxp {command}: error: ") and says in stderr[0], stderr[0]
+
+
+@pytest.mark.parametrize("command", subcommands())
+def test_every_subcommand_refuses_an_unknown_flag_in_one_line_exit_2(tmp_path, command):
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", command, "--no-such-flag"], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=120)
+    assert (result.returncode, result.stderr.splitlines()) == (2, [
+        f"tfxp {command}: error: unrecognized arguments: --no-such-flag (see tfxp {command} --help)"]) or (
+        result.returncode == 2 and len(result.stderr.splitlines()) == 1
+        and result.stderr.startswith(f"tfxp {command}: error: the following arguments are required")), result.stderr

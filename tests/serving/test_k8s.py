@@ -25,7 +25,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from pipeline import serving_files
-from pipeline.config import load_config
+from pipeline.config import ConfigError, load_config
 from serving import k8s
 from serving.options import (BATCHING_PARAMETERS_FILE, CANARY, CONTAINER_CONFIG_DIR, GRPC_PORT, METRICS_PATH,
                              MODEL_CONFIG_FILE, MONITORING_CONFIG_FILE, REST_PORT, STABLE)
@@ -432,7 +432,6 @@ def test_the_command_renders_a_config_and_its_config_files(tmp_path):
 
 @pytest.mark.parametrize("key, value", [("namespace", "ML_Serving"), ("service_account", "Reader"),
                                         ("model_volume_claim", "models/v1")])
-def test_a_kubernetes_name_in_the_config_that_is_no_name_is_a_clear_error(key, value):
-    cfg = local_config(f"serving.kubernetes.model_volume_claim={CLAIM}", f"serving.kubernetes.{key}={value}")
-    with pytest.raises(ValueError, match=rf"serving\.kubernetes\.{key}"):
-        k8s.render_manifests(cfg)
+def test_a_kubernetes_name_in_the_config_that_is_no_name_is_a_clear_error_when_the_config_loads(key, value):
+    with pytest.raises(ConfigError, match=rf"serving\.kubernetes\.{key} must be a Kubernetes name"):
+        local_config(f"serving.kubernetes.model_volume_claim={CLAIM}", f"serving.kubernetes.{key}={value}")
