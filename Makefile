@@ -52,7 +52,7 @@ bench: $(STAMP)
 # Re-freeze the environment after changing a dependency in setup.py.
 constraints: $(STAMP)
 	{ echo "# The whole environment, frozen from a working install (Python 3.10, TFX 1.16.0)."; \
-	  echo "# Regenerate: make constraints   (see README)"; \
+	  echo "# Regenerate: make constraints   (see docs/architecture.md)"; \
 	  $(PY) -m pip freeze --all --exclude-editable | grep -v -E '^pip=='; } > constraints.txt.tmp
 	mv constraints.txt.tmp constraints.txt
 

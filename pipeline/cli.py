@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline import predict_command
     from serving import inspect, server
     p = sub.add_parser("serve", help="serve the pushed model with TF Serving's REST and gRPC APIs",
-                       description="Flags are tensorflow_model_server's (see the README). Without "
+                       description="Flags are tensorflow_model_server's (see docs/serving.md). Without "
                                    "--model_base_path or --model_config_file it serves the config's pushed "
                                    "model: serving_model/<pipeline_name>/ as model <pipeline_name>.")
     server.add_serve_arguments(p)

@@ -1,7 +1,7 @@
 """TF Serving's REST API on FastAPI (served by uvicorn), after ``model_servers/http_rest_api_handler.cc``.
 
 The path is matched with TF Serving's own regular expressions; replies are JSON with TF Serving's
-shapes and status codes. Deliberate additions, all documented in the README: a request body
+shapes and status codes. Deliberate additions, all documented in docs/serving.md: a request body
 limit (413), a bound on requests in flight (429), and a 404 JSON error outside ``/v1/``.
 """
 from __future__ import annotations
@@ -185,7 +185,7 @@ def make_app(manager: ModelManager, metrics: Metrics, max_request_bytes: int, ma
             finally:
                 state["in_flight"] -= 1
             response = _json_response(output)
-        except _TooLarge as e:  # not a TF Serving error: it has no limit (README)
+        except _TooLarge as e:  # not a TF Serving error: it has no limit (docs/serving.md)
             status = errors.Code.RESOURCE_EXHAUSTED
             response = _json_response(json_tensor.error_reply(str(e)), 413)
         except errors.ServingError as e:

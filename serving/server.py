@@ -2,7 +2,7 @@
 
 The flags are ``tensorflow_model_server``'s where they exist (same names, same defaults but the
 REST port, which the docker image also sets to 8501). The flags the real server has and this one
-does not are refused with a line naming them (see ``UNSUPPORTED_FLAGS`` and the README).
+does not are refused with a line naming them (see ``UNSUPPORTED_FLAGS`` and docs/serving.md).
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def options_from_args(args) -> ServerOptions:
     given = [name for name in UNSUPPORTED_FLAGS if getattr(args, name) is not None]
     if given:
         raise ServeError(f"--{given[0]} is a tensorflow_model_server flag that tfxp serve does not implement "
-                         f"(see the README)")
+                         f"(see docs/serving.md)")
     try:
         if args.model_config_file:
             config = protos.read_model_server_config(args.model_config_file)

@@ -1,7 +1,7 @@
 """Another dataset, another task, end to end, with no platform edit (marked e2e: minutes).
 
 For a multi-class and a regression dataset (tests/datasets: only the data scientist's three files),
-the steps the README gives for a new dataset: synthetic CSV -> `tfxp data` -> `tfxp schema` ->
+the steps docs/your-package.md gives for a new dataset: synthetic CSV -> `tfxp data` -> `tfxp schema` ->
 a config file -> `tfxp run`. Then: every component ran, a model was pushed, and the Evaluator, the
 TFLite branch and the printed prediction all speak the task's language.
 """
