@@ -15,6 +15,7 @@ import pytest
 from components.core.user_code import UserCodeError
 from components.custom.anomalies_gate import AnomaliesFoundError
 from data.tfrecords import DataError
+from pipeline.beam_services import BeamServicesError
 from pipeline.config import ConfigError
 from pipeline.input_check import InputError
 from pipeline.kubeflow_runner import SubmitError
@@ -23,6 +24,8 @@ from pipeline.run_guard import RunLockedError
 from pipeline.schema_tool import SchemaError
 from serving.client import ClientError, ServingRequestError, ServingUnavailable
 from serving.inspect import NotAModelError
+from serving.k8s import ManifestError
+from serving.load_balancer import ComposeError
 from serving.release import ReleaseError
 from serving.server import ServeError
 from bench.model_server import ModelServerProcess, free_port
@@ -50,7 +53,8 @@ def tfxp(*args, cwd):
     (DataError, 2, ValueError), (ConfigError, 2, ValueError), (SchemaError, 2, ValueError),
     (UserCodeError, 2, ValueError), (ServeError, 2, ValueError), (ClientError, 2, ValueError),
     (NotAModelError, 2, ValueError), (ReleaseError, 2, ValueError), (InputError, 2, ValueError),
-    (SubmitError, 2, RuntimeError), (RunLockedError, 2, RuntimeError),
+    (ManifestError, 2, ValueError), (ComposeError, 2, ValueError),
+    (SubmitError, 2, RuntimeError), (RunLockedError, 2, RuntimeError), (BeamServicesError, 1, RuntimeError),
     (PipelineRunError, 1, RuntimeError), (ServingRequestError, 1, RuntimeError), (ServingUnavailable, 1, RuntimeError),
     (AnomaliesFoundError, 3, RuntimeError),
 ])
