@@ -13,7 +13,7 @@ setup(
         "": ["*.yaml", "*.pbtxt"],  # configs and schemas, wherever they live
         "data": ["*.csv"],
         "serving": ["templates/*.j2"],  # the nginx template (serving/load_balancer.py)
-        "pipeline": ["templates/*.j2"],  # the run report's page (pipeline/report.py)
+        "pipeline": ["templates/*.j2"],  # the run report's page (pipeline/report/render.py)
     },
     install_requires=[
         "tfx[kfp]==1.16.0",

@@ -157,7 +157,11 @@ def cmd_diagnose_input(args) -> int:
 def cmd_report(args) -> int:
     from pipeline import report
 
-    return report.run_report(args, _load(args))
+    cfg = _load(args)
+    run_id = args.run or report.latest_run_id(cfg)
+    path = os.path.abspath(report.write_report(cfg, run_id, args.output))
+    print(f"wrote the report of run {run_id} to {path} (file://{path})")
+    return 0
 
 
 def cmd_serving_config(args) -> int:
@@ -271,9 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-name", default=None)
     p.set_defaults(func=cmd_submit)
 
-    from pipeline import report
     p = sub.add_parser("report", help="one self-contained HTML page about a pipeline run (default: the newest)")
-    report.add_report_arguments(p)
+    p.add_argument("--run", default=None, metavar="RUN_ID",
+                   help="the pipeline run to report (default: the newest; ids are MLMD's pipeline_run names)")
+    p.add_argument("--output", default=None, metavar="PATH",
+                   help="the HTML file to write (default: <output_root>/reports/<pipeline>/<run id>.html)")
     _add_config_args(p)
     p.set_defaults(func=cmd_report)
 

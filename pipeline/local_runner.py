@@ -119,9 +119,8 @@ def execute(cfg: PipelineConfig, tfx_pipeline=None, **runner_options) -> None:
     parallel_runner); raises if one fails. ``runner_options``: ParallelLocalDagRunner's (stop, first_alone,
     on_done)."""
     from pipeline.parallel_runner import ParallelLocalDagRunner
-    from pipeline.report import PUSHER
 
-    ParallelLocalDagRunner(cfg.parallel_components, first=[PUSHER], **runner_options).run(tfx_pipeline or build(cfg))
+    ParallelLocalDagRunner(cfg.parallel_components, first=[nodes.PUSHER], **runner_options).run(tfx_pipeline or build(cfg))
 
 
 def print_tflite_report(cfg: PipelineConfig) -> None:
@@ -184,7 +183,6 @@ def _validation_server_ahead(runner_options: dict):
     overlap the Trainer instead of adding to the validation (components/custom/infra_validator.py StandbyServer).
     Not when a warm process validates in its own server (tfxp dev). Yields the runner options to use."""
     from components.custom import infra_validator
-    from pipeline.report import TRAINER
 
     if infra_validator.runner_override_active():
         yield runner_options
@@ -193,7 +191,7 @@ def _validation_server_ahead(runner_options: dict):
     launched = runner_options.get("on_launch")
 
     def on_launch(node_id: str) -> None:
-        if node_id == TRAINER:
+        if node_id == nodes.TRAINER:
             standby.start()
         if launched is not None:
             launched(node_id)

@@ -1,6 +1,6 @@
 """What one run of the pipeline did, in a few facts: each component's state and time, the gate metric of its
 candidate (overall and per slice), the blessings, the version pushed. Read from MLMD and the run's artifacts
-(pipeline/report.py's readers); `tfxp run` and `tfxp dev` print it and remember it (pipeline/history.py).
+(pipeline/report/'s readers); `tfxp run` and `tfxp dev` print it and remember it (pipeline/history.py).
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 from typing import Dict, List, Optional, Tuple
 
 from pipeline import report, run_summary
+from tfxp import nodes
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +53,13 @@ def read_outcome(cfg, run_id: Optional[str] = None) -> Outcome:
     run = report.read_run(cfg.resolved_metadata_path, cfg.pipeline_name, run_id)
     components = [(c.node_id, c.state, c.seconds) for c in run.components.values()]
     slices: Dict[str, Tuple[float, int]] = {}
-    evaluation = run.artifact(report.EVALUATOR, "evaluation")
+    evaluation = run.artifact(nodes.EVALUATOR, "evaluation")
     if evaluation is not None:
         try:
             slices = _slice_values(cfg, evaluation.uri)
         except Exception as e:  # an unreadable evaluation is a missing number, not a failed run
             log.warning("cannot read the evaluation at %s: %s", evaluation.uri, e)
-    blessing = run.artifact(report.EVALUATOR, "blessing")
+    blessing = run.artifact(nodes.EVALUATOR, "blessing")
     verdict = run_summary.blessing_from(blessing.mlmd_artifact) if blessing is not None else None
     push = report.push_section(run, _describe_gate(cfg), cfg.resolved_pipeline_root)
     pushed = push["push"]
@@ -66,8 +67,8 @@ def read_outcome(cfg, run_id: Optional[str] = None) -> Outcome:
     return Outcome(
         run_id=run.run_id, components=components, gate_metric=metric.name, higher_is_better=metric.higher_is_better,
         gate_value=slices.get(OVERALL, (None, 0))[0], slices=slices,
-        evaluated=run.components.get(report.EVALUATOR) is not None
-        and run.components[report.EVALUATOR].state == "executed",
+        evaluated=run.components.get(nodes.EVALUATOR) is not None
+        and run.components[nodes.EVALUATOR].state == "executed",
         blessed=verdict[0] if verdict else None, infra_blessed=push["infra_blessed"], infra_reason=push["infra_reason"],
         pushed=(pushed.get("version") or None) if pushed.get("note") is None and pushed.get("pushed")
         and not pushed.get("cached") else None,

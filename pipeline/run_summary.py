@@ -1,7 +1,11 @@
-"""What pipeline runs did, read from MLMD: the runs, which components executed or were cached, the blessings."""
+"""What pipeline runs did, read from MLMD: the runs, which components executed or were cached, their outputs,
+the blessings. The one place that opens the store and queries a run's contexts, executions and artifacts
+(the run report reads a run through it: pipeline/report/runs.py)."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+import dataclasses
+import os
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from tfxp import nodes
 
@@ -37,19 +41,61 @@ def pipeline_runs(store, pipeline_name: str) -> List[Any]:
     return [run for _, run in sorted(runs, key=lambda pair: pair[0])]
 
 
-def run_executions(store, pipeline_name: str, run) -> Dict[str, Any]:
-    """{node id: its MLMD execution} of the components in ``run`` (a pipeline_run context)."""
+def open_runs(metadata_path: str, pipeline_name: str):
+    """(the MLMD store, read-only; ``pipeline_name``'s runs, oldest first); FileNotFoundError when it has none."""
+    if not os.path.exists(metadata_path):
+        raise FileNotFoundError(f"no run of pipeline {pipeline_name!r}: the metadata file {metadata_path} "
+                                f"does not exist (run `tfxp run` first)")
+    store = open_store(metadata_path)
+    runs = pipeline_runs(store, pipeline_name)
+    if not runs:
+        raise FileNotFoundError(f"no run of pipeline {pipeline_name!r} in {metadata_path}: run `tfxp run` first")
+    return store, runs
+
+
+@dataclasses.dataclass
+class RunNodes:
+    """The pipeline's nodes in one run. Resolvers (the baseline lookup) re-resolve every run; they are not
+    components and are in neither list."""
+    executions: Dict[str, Any]     # node id -> its MLMD execution in the run
+    not_run: List[str]             # the pipeline's other nodes (seen in other runs), sorted
+    type_names: Dict[int, str]     # execution type id -> its name, e.g. tfx.components.trainer.component.Trainer
+
+
+def run_nodes(store, pipeline_name: str, run) -> RunNodes:
+    """The nodes of ``pipeline_name`` that executed in ``run`` (a pipeline_run context), and those that did not."""
     in_run = {e.id for e in store.get_executions_by_context(run.id)}
     type_names = {t.id: t.name for t in store.get_execution_types()}
     prefix = pipeline_name + "."
-    found = {}
+    executions: Dict[str, Any] = {}
+    not_run = []
     for node in store.get_contexts_by_type("node"):
         if not node.name.startswith(prefix):
             continue
+        node_id, resolver = node.name[len(prefix):], False
         for execution in store.get_executions_by_context(node.id):
-            # Resolvers (the baseline lookup) re-resolve every run; they are not components.
-            if execution.id in in_run and not type_names[execution.type_id].endswith("Resolver"):
-                found[node.name[len(prefix):]] = execution
+            if type_names[execution.type_id].endswith("Resolver"):
+                resolver = True
+            elif execution.id in in_run:
+                executions[node_id] = execution
+        if not resolver and node_id not in executions:
+            not_run.append(node_id)
+    return RunNodes(executions, sorted(not_run), type_names)
+
+
+def output_artifacts(store, execution_ids: Iterable[int]) -> Dict[int, Dict[str, list]]:
+    """{execution id: {output key: [MLMD artifact, ...]}} of the executions ``execution_ids``. A cached
+    execution has output events too, to the artifacts it reuses."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    ids = list(execution_ids)
+    events = [e for e in (store.get_events_by_execution_ids(ids) if ids else [])
+              if e.type == metadata_store_pb2.Event.OUTPUT and e.path.steps]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in events}))} if events else {}
+    found: Dict[int, Dict[str, list]] = {}
+    for event in events:
+        found.setdefault(event.execution_id, {}).setdefault(event.path.steps[0].key, []).append(
+            artifacts[event.artifact_id])
     return found
 
 
@@ -62,7 +108,7 @@ def latest_run_states(metadata_path: str, pipeline_name: str) -> Dict[str, str]:
     if not runs:
         return {}
     return {node: metadata_store_pb2.Execution.State.Name(execution.last_known_state)
-            for node, execution in run_executions(store, pipeline_name, runs[-1]).items()}
+            for node, execution in run_nodes(store, pipeline_name, runs[-1]).executions.items()}
 
 
 def latest_output_uri(metadata_path: str, pipeline_name: str, node_id: str, output_key: str):
@@ -85,12 +131,8 @@ def latest_output_artifact(metadata_path: str, pipeline_name: str, node_id: str,
     if not executions:
         return None
     latest = max(executions, key=lambda e: (e.create_time_since_epoch, e.id))
-    events = [e for e in store.get_events_by_execution_ids([latest.id])
-              if e.type == metadata_store_pb2.Event.OUTPUT
-              and any(step.key == output_key for step in e.path.steps)]
-    if not events:
-        return None
-    return store.get_artifacts_by_id([events[0].artifact_id])[0]
+    found = output_artifacts(store, [latest.id]).get(latest.id, {}).get(output_key)
+    return found[0] if found else None
 
 
 Blessing = Optional[Tuple[bool, str]]  # (blessed, reason), or None: no blessing
@@ -133,8 +175,6 @@ def format_states(states: Dict[str, str]) -> str:
 
 def latest_pipeline_outputs(cfg) -> Dict[str, str]:
     """URIs of the latest Trainer model and Transform outputs of ``cfg``'s pipeline."""
-    import os
-
     found = {}
     for node, key in [(nodes.TRAINER, "model"), (nodes.TRANSFORM, "transform_graph"),
                       (nodes.TRANSFORM, "transformed_examples")]:

@@ -25,8 +25,8 @@ from pipeline.config import ConfigError, PipelineConfig, load_config
 from pipeline.dev import reload, summary
 from pipeline.dev.warm_server import InProcessRunner, ServedModel
 from pipeline.dev.watch import Watcher
-from pipeline.report import PUSHER
 from pipeline.run_outcome import Outcome, read_outcome
+from tfxp.nodes import PUSHER
 
 log = logging.getLogger(__name__)
 

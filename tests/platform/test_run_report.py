@@ -1,6 +1,6 @@
 """The run report's parts without a pipeline run: Keras's TensorBoard logs read back as curves, thresholds
 in words, and the page of a run the anomalies gate stopped, from a real MLMD store laid out as TFX
-records runs (pipeline/report.py; the report of a whole run is tested in tests/sample/test_report.py)."""
+records runs (pipeline/report/; the report of a whole run is tested in tests/sample/test_report.py)."""
 import html
 import json
 import os

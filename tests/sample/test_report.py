@@ -2,7 +2,7 @@
 section, its numbers are the artifacts' and MLMD's, and it renders in a real browser.
 
 Marked e2e: it needs the run. Later e2e tests add runs to the same pipeline, so the tests pick the
-first run by its id; MLMD and the artifacts are read here directly, not through pipeline/report.py.
+first run by its id; MLMD and the artifacts are read here directly, not through pipeline/report/.
 """
 import argparse
 import json
@@ -14,7 +14,7 @@ import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2 as mlmd
 
-from pipeline import report, run_summary
+from pipeline import cli, report, run_summary
 from tests.support.browser import check_page
 
 pytestmark = pytest.mark.e2e
@@ -103,9 +103,9 @@ def test_the_report_renders_in_a_headless_browser_with_no_errors_and_every_image
 
 
 def test_tfxp_report_writes_the_newest_runs_page_under_reports_and_points_latest_html_at_it(sample_run, capsys):
-    _, _, cfg, _ = sample_run
+    _, config_path, cfg, _ = sample_run
     newest = run_summary.pipeline_runs(run_summary.open_store(cfg.resolved_metadata_path), cfg.pipeline_name)[-1].name
-    assert report.run_report(argparse.Namespace(run=None, output=None), cfg) == 0
+    assert cli.cmd_report(argparse.Namespace(run=None, output=None, config=config_path, overrides=[])) == 0
     path = os.path.join(cfg.resolved_output_root, "reports", cfg.pipeline_name, f"{newest}.html")
     assert capsys.readouterr().out.strip() == f"wrote the report of run {newest} to {path} (file://{path})"
     assert os.path.realpath(os.path.join(os.path.dirname(path), "latest.html")) == os.path.realpath(path)
