@@ -52,7 +52,7 @@ _UNMARKED_SLOW = []
 
 
 def pytest_runtest_logreport(report):
-    if report.when == "call" and report.duration > marks.SLOW_SECONDS \
+    if report.when == "call" and report.duration > marks.UNMARKED_LIMIT_SECONDS \
             and not any(marker in report.keywords for marker in marks.MARKERS):
         _UNMARKED_SLOW.append((report.duration, report.nodeid))
 
@@ -60,7 +60,7 @@ def pytest_runtest_logreport(report):
 def pytest_terminal_summary(terminalreporter, config):
     """In a selection that leaves slow tests out (make test-fast), names the unmarked tests that were slow."""
     if _UNMARKED_SLOW and marks.deselects(config, {"slow"}):
-        terminalreporter.write_sep("=", f"unmarked tests slower than {marks.SLOW_SECONDS:.0f} s")
+        terminalreporter.write_sep("=", f"unmarked tests slower than {marks.UNMARKED_LIMIT_SECONDS:.0f} s")
         for seconds, nodeid in sorted(_UNMARKED_SLOW, reverse=True):
             terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}")
         terminalreporter.write_line("mark them (slow, or what makes them slow) to keep the fast loop fast: "
