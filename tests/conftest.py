@@ -4,6 +4,10 @@ Platform tests (tests/platform/) run on synthetic data from the three test datas
 tests/datasets/ (binary, multi-class, regression): user packages exactly like a data scientist
 would write, put on the path here. The shipped sample (components/, Chicago taxi) has its own
 tests in tests/sample/.
+
+Marks (tests/support/marks.py, docs/testing.md): what runs a Beam pipeline, trains a model, needs nginx or
+Chromium, or runs the whole pipeline is marked, explicitly or through the fixtures it uses, and
+`make test-fast` leaves it out; `make test` runs everything.
 """
 import csv
 import os
@@ -13,6 +17,8 @@ import pytest
 
 import components  # noqa: F401  (one Keras, before TensorFlow)
 from data import SAMPLE_CSV
+from tests.support import marks
+from tests.support.marks import uses
 
 DATASETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "datasets")
 sys.path.insert(0, DATASETS_DIR)
@@ -21,6 +27,44 @@ os.environ["PYTHONPATH"] = os.pathsep.join([DATASETS_DIR] + [p for p in os.envir
     os.pathsep) if p])
 
 TASK_PACKAGES = ["synth_binary", "synth_multiclass", "synth_regression"]
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marks
+def pytest_collection_modifyitems(items):
+    """Each test gets the marks of the fixtures it uses (``@uses``), and e2e implies beam and training."""
+    for item in items:
+        present = {m.name for m in item.iter_markers()}
+        for marker in sorted(marks.implied_markers(item) - present):
+            item.add_marker(marker)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """marks.require() checks the running test's marks (its fixtures' setup and teardown included)."""
+    marks.set_running(item)
+    try:
+        yield
+    finally:
+        marks.set_running(None)
+
+
+_UNMARKED_SLOW = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.duration > marks.UNMARKED_LIMIT_SECONDS \
+            and not any(marker in report.keywords for marker in marks.MARKERS):
+        _UNMARKED_SLOW.append((report.duration, report.nodeid))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """In a selection that leaves slow tests out (make test-fast), names the unmarked tests that were slow."""
+    if _UNMARKED_SLOW and marks.deselects(config, {"slow"}):
+        terminalreporter.write_sep("=", f"unmarked tests slower than {marks.UNMARKED_LIMIT_SECONDS:.0f} s")
+        for seconds, nodeid in sorted(_UNMARKED_SLOW, reverse=True):
+            terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}")
+        terminalreporter.write_line("mark them (slow, or what makes them slow) to keep the fast loop fast: "
+                                    "docs/testing.md")
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +93,7 @@ def write_csv_slice(path, rows: int, start: int = 0):
 
 
 @pytest.fixture(scope="session")
+@uses("e2e")
 def sample_run(tmp_path_factory):
     """The whole pipeline on a 2,000-row slice of the sample, once per session (e2e tests only):
     (tmp dir, config path, config, the run's CompletedProcess)."""

@@ -5,6 +5,7 @@ import tensorflow_model_analysis as tfma
 
 from pipeline.config import load_config
 from pipeline.evaluation import describe_gate, make_eval_config
+from tests.support.marks import uses
 
 EXPECTED_METRICS = {
     "synth_binary": {"binary_accuracy", "auc", "example_count"},
@@ -91,6 +92,7 @@ def _first_run(eval_config):
 
 
 @pytest.fixture(scope="module")
+@uses("beam", "training")
 def tfma_results(workspace, tmp_path_factory):
     """TFMA run on each test dataset's trained model with the pipeline's eval config (one run each)."""
     results = {}

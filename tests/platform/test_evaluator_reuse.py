@@ -21,6 +21,7 @@ from components.custom import evaluator
 from pipeline.config import load_config
 from pipeline.evaluation import make_eval_config
 from pipeline.local_runner import local_beam_args
+from tests.support.marks import uses
 from tests.support.workspace import train
 
 PACKAGE = "synth_binary"  # its gate: binary accuracy, an absolute change against the baseline
@@ -63,6 +64,7 @@ def _with_change_threshold(eval_config, absolute):
 
 
 @pytest.fixture(scope="module")
+@uses("beam", "training")
 def setup(workspace, tmp_path_factory):
     """Inputs of both evaluators, and the baseline's blessing from the run that evaluated it alone."""
     tmp = tmp_path_factory.mktemp("evaluator-reuse")

@@ -18,6 +18,7 @@ from pipeline import cli, run_guard, run_summary
 from pipeline.config import load_config
 from serving import predict
 from tests.conftest import write_csv_slice
+from tests.support.marks import uses
 from tests.support.sample_run import write_config
 
 
@@ -135,6 +136,7 @@ def test_a_checked_shard_is_not_read_again_until_it_changes(good_data, tmp_path)
         input_check.check_data_root(str(data_root), stamp)
 
 
+@pytest.mark.beam
 def test_a_beam_failure_on_bad_input_is_summarised_in_one_line(good_data, tmp_path):
     """Where the input is read by Beam after all (files changed mid-run), its 60-line error becomes one line."""
     import apache_beam as beam
@@ -178,6 +180,7 @@ def _executions(cfg, node):
 
 
 @pytest.fixture(scope="module")
+@uses("e2e")
 def killed_then_rerun(tmp_path_factory):
     """A run killed (SIGKILL) during the Trainer, a second run started meanwhile, then a rerun."""
     tmp = tmp_path_factory.mktemp("killed")

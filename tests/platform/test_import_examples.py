@@ -61,6 +61,7 @@ def test_the_splits_hold_the_input_records_gzipd_with_tfxs_artifact_properties(t
         assert len(original) == data.rows[split]
 
 
+@pytest.mark.beam
 def test_a_re_splitting_output_config_goes_to_tfxs_beam_executor(tmp_path):
     csv_path = synthetic.write_csv(tmp_path / "in.csv", USER, 120)
     tfrecords.convert_csv(str(csv_path), str(tmp_path / "data"), features=USER.features, shards=1)

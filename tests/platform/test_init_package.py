@@ -20,6 +20,7 @@ from data import feature_inference
 from tests.support.examples import read_examples
 from pipeline import cli, init_package
 from tests.support import synthetic
+from tests.support.marks import uses
 
 ROWS = 60
 
@@ -246,6 +247,7 @@ NAME = "loans_from_init"  # load_user_code caches by name: one name for this mod
 
 
 @pytest.fixture(scope="module")
+@uses("beam")
 def written(tmp_path_factory):
     """tfxp init on synth_binary's CSV (every dtype, and an unused column) into a temporary folder."""
     tmp = tmp_path_factory.mktemp("init")

@@ -1,9 +1,13 @@
 """`tfxp diagnose-input`: training's own input pipeline, measured stage by stage."""
 import os
 
+import pytest
+
 from pipeline import cli, diagnose_input
 
 
+@pytest.mark.beam
+@pytest.mark.training
 def test_diagnosis_measures_every_stage_and_gives_a_verdict(workspace):
     transformed = workspace.transformed("synth_multiclass")
     d = diagnose_input.diagnose(transformed["examples_uri"], transformed["transform_output"],
@@ -19,6 +23,7 @@ def test_diagnosis_measures_every_stage_and_gives_a_verdict(workspace):
     assert d["verdict"].upper() in text and "tf_dataset_factory" in text
 
 
+@pytest.mark.beam
 def test_the_stages_are_the_training_pipeline_cut_short(workspace):
     import tensorflow_transform as tft
     transformed, user = workspace.transformed("synth_binary"), workspace.user("synth_binary")

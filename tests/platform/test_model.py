@@ -1,5 +1,6 @@
 """The sample's model.py (which the test datasets reuse) for each task: inputs, head, one training step."""
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from components import model as model_lib
@@ -30,6 +31,7 @@ def test_the_model_has_one_input_per_model_feature_and_the_task_s_head(package):
     assert type(model.loss).__name__ == type(user.task.loss()).__name__
 
 
+@pytest.mark.training
 def test_the_model_trains_a_step(package):
     user = load_user_code(package)
     model = model_lib.build_model(_inputs(user), user.task)

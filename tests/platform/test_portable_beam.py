@@ -17,6 +17,7 @@ import pytest
 
 from pipeline import beam_services
 from pipeline.config import PROJECT_ROOT, ConfigError, load_config
+from tests.support.marks import uses
 
 
 def _accepts(endpoint: str) -> bool:
@@ -35,6 +36,7 @@ def _gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.beam
 def test_the_services_listen_on_loopback_from_a_directory_of_their_own_and_are_gone_after(tmp_path):
     with beam_services.portable_services(str(tmp_path / "run")) as services:
         processes = [process for _, process in services.processes]
@@ -60,6 +62,7 @@ def _sleep_then_note_pid(x, path):
     return x
 
 
+@pytest.mark.beam
 def test_a_job_runs_in_an_sdk_worker_of_the_pool_which_an_interrupt_stops_with_the_services(tmp_path):
     """A job still running when the run is interrupted: its worker is stopped with the services."""
     import apache_beam as beam
@@ -156,6 +159,7 @@ BEAM_COMPONENTS = ["StatisticsGen", "Transform", "evaluator"]
 
 
 @pytest.fixture(scope="module")
+@uses("e2e")
 def portable_run(tmp_path_factory):
     """`tfxp run` of 400 sample rows with beam_preset portable, 20 train steps, no TFLite branch."""
     from tests.conftest import write_csv_slice

@@ -34,6 +34,7 @@ def _fit_with_tensorboard(log_dir, **callback_args):
               callbacks=[keras.callbacks.TensorBoard(log_dir=str(log_dir), **callback_args)])
 
 
+@pytest.mark.training
 def test_keras_epoch_logs_become_train_and_validation_curves_at_the_iterations_each_epoch_ended(tmp_path):
     _fit_with_tensorboard(tmp_path)
     unit, curves = report.training_curves(report.read_scalars(str(tmp_path)))
@@ -42,6 +43,7 @@ def test_keras_epoch_logs_become_train_and_validation_curves_at_the_iterations_e
     assert [step for step, _ in curves["loss"]["validation"]] == [5, 10]
 
 
+@pytest.mark.training
 def test_batch_logs_give_the_train_curve_every_update_freq_steps(tmp_path):
     # tf_keras 2.16 runs the callback's batch hooks, which write batch_<metric>, only with write_steps_per_second.
     _fit_with_tensorboard(tmp_path, update_freq=2, write_steps_per_second=True)
@@ -208,6 +210,7 @@ def test_the_components_table_lists_each_execution_with_its_state(stopped_run):
     assert "AnomaliesFoundError: data validation failed" in stopped_run[2]
 
 
+@pytest.mark.browser
 def test_the_report_of_a_stopped_run_renders_in_a_browser_with_every_image(stopped_run):
     check = check_page(stopped_run[1])
     assert (check.errors, check.console, check.broken_images) == ([], [], [])

@@ -3,6 +3,10 @@ Cloud's AI Platform client (``from tfx import v1`` would: 3-5 s of every `tfxp r
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a fresh interpreter imports TFX and builds the pipeline (about 10 s)
+
 _BUILD = """
 import sys
 from pipeline import local_runner

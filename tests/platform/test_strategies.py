@@ -36,11 +36,15 @@ def _worker_logs(out):
 
 
 @pytest.mark.parametrize("name", ["one_device", "auto"])
+@pytest.mark.beam
+@pytest.mark.training
 def test_in_process_strategy_trains_and_exports(name, workspace, tmp_path):
     _run(workspace, tmp_path, strategy=name)
     _assert_serves(workspace, tmp_path)
 
 
+@pytest.mark.beam
+@pytest.mark.training
 def test_mirrored_on_two_logical_cpus_runs_two_replicas(workspace, tmp_path):
     _run(workspace, tmp_path, strategy="mirrored", cpu_devices=2)
     _assert_serves(workspace, tmp_path)
@@ -49,6 +53,8 @@ def test_mirrored_on_two_logical_cpus_runs_two_replicas(workspace, tmp_path):
     assert "16 per replica x 2 replica(s) = 32 global" in log
 
 
+@pytest.mark.beam
+@pytest.mark.training
 def test_multi_worker_mirrored_with_two_local_workers_exports_once(workspace, tmp_path):
     _run(workspace, tmp_path, strategy="multi_worker_mirrored", num_workers=2)
     _assert_serves(workspace, tmp_path)
@@ -61,6 +67,8 @@ def test_multi_worker_mirrored_with_two_local_workers_exports_once(workspace, tm
     assert exports == [str(tmp_path / "model" / "Format-Serving")]
 
 
+@pytest.mark.beam
+@pytest.mark.training
 def test_worker_processes_write_the_model_and_their_logs_to_gcs(workspace, tmp_path, monkeypatch):
     """On Kubeflow the Trainer's dirs are gs://: the chief exports there, the logs are copied there,
     and nothing lands in a local ./gs: folder."""
@@ -79,12 +87,16 @@ def test_worker_processes_write_the_model_and_their_logs_to_gcs(workspace, tmp_p
     assert not [p for p in os.listdir(tmp_path) if p.startswith("gs:")]
 
 
+@pytest.mark.beam
+@pytest.mark.training
 def test_parameter_server_strategy_trains_with_fit_and_exports(workspace, tmp_path):
     _run(workspace, tmp_path, strategy="parameter_server", num_workers=2, num_parameter_servers=1)
     _assert_serves(workspace, tmp_path)
     assert "strategy: parameter_server (ParameterServerStrategyV2)" in _worker_logs(tmp_path)["worker-0.log"]
 
 
+@pytest.mark.beam
+@pytest.mark.training
 def test_a_killed_worker_fails_the_training_in_bounded_time(workspace, tmp_path):
     outcome = {}
 
@@ -135,6 +147,7 @@ def test_tpu_is_a_clear_error_without_a_tpu():
         strategy_lib.build_strategy("tpu")
 
 
+@pytest.mark.beam
 def test_an_unknown_strategy_fails_before_any_training(workspace, tmp_path):
     with pytest.raises(ValueError, match="unknown strategy 'warp'"):
         _run(workspace, tmp_path, strategy="warp")

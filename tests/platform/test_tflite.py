@@ -11,6 +11,7 @@ from components.custom import tflite_converter as C
 from components.custom import tflite_evaluator as E
 from components.custom.tflite_options import QAT_VARIANT
 from components.training import inputs
+from tests.support.marks import uses
 
 # Per-example |output(tflite) - output(SavedModel)| allowed, by mode, on the eval examples of the
 # binary test dataset (probabilities). Measured on the sample's trained model (1,000 eval
@@ -42,11 +43,13 @@ def _variants(workspace, package, modes):
 
 
 @pytest.fixture(scope="module")
+@uses("beam", "training")
 def binary_variants(workspace):
     return _variants(workspace, "synth_binary", MODES)
 
 
 @pytest.fixture(scope="module")
+@uses("beam", "training")
 def binary_eval(workspace):
     return _eval_examples(workspace, "synth_binary")
 
@@ -125,6 +128,7 @@ def test_the_tflite_model_of_the_one_saved_model_keeps_the_contract_and_serves_a
     np.testing.assert_allclose(outputs, expected, atol=TOLERANCE["none"]["max"])
 
 
+@pytest.mark.beam
 def test_the_calibration_sample_spreads_over_the_split(workspace):
     transformed, user = workspace.transformed("synth_binary"), workspace.user("synth_binary")
     sample = C.calibration_sample(transformed["files"]["train"], transformed["transform_output"], user, 10,
@@ -135,11 +139,15 @@ def test_the_calibration_sample_spreads_over_the_split(workspace):
     assert sample["income_xf"][-1] == everything["income_xf"][-1]  # reaches the end of the pool, not the first 10
 
 
+@pytest.mark.beam
+@pytest.mark.training
 def test_full_integer_without_examples_is_refused(workspace):
     with pytest.raises(ValueError, match="needs representative examples"):
         C.convert(workspace.trained("synth_binary")["transformed"], "int8", None)
 
 
+@pytest.mark.beam
+@pytest.mark.training
 def test_an_unknown_mode_is_refused(workspace):
     with pytest.raises(ValueError, match="unknown TFLite quantization 'int4'"):
         C.convert(workspace.trained("synth_binary")["transformed"], "int4")
@@ -182,6 +190,8 @@ EXPECTED = {"synth_binary": ({"accuracy", "auc"}, True), "synth_multiclass": ({"
             "synth_regression": ({"mae", "rmse"}, False)}
 
 
+@pytest.mark.beam
+@pytest.mark.training
 def test_the_evaluator_measures_each_variant_with_the_task_s_metrics(package, workspace, tmp_path):
     """For every task: the report's metrics are the task's, a float32 variant agrees with its
     SavedModel exactly, and the report renders as the table tfxp run prints."""

@@ -16,6 +16,7 @@ def _tft_output(workspace, package):
     return tft.TFTransformOutput(workspace.transformed(package)["transform_output"])
 
 
+@pytest.mark.beam
 def test_input_batches_have_one_column_per_model_input_and_the_task_s_label(workspace, package):
     user = workspace.user(package)
     dataset = inputs.make_input_dataset(workspace.transformed(package)["files"]["train"],
@@ -31,6 +32,7 @@ def test_input_batches_have_one_column_per_model_input_and_the_task_s_label(work
         assert set(np.unique(label.numpy())) <= set(range(max(2, user.task.output_units)))
 
 
+@pytest.mark.beam
 def test_a_finite_read_yields_every_example_once(workspace):
     transformed = workspace.transformed("synth_binary")
     dataset = inputs.make_input_dataset(transformed["files"]["eval"], _tft_output(workspace, "synth_binary"),
@@ -47,6 +49,7 @@ def _rows(dataset):
 
 
 @pytest.mark.parametrize("cache", [False, True])
+@pytest.mark.beam
 def test_the_shuffled_pipeline_yields_the_same_examples_as_a_sequential_read(workspace, cache):
     transformed, user = workspace.transformed("synth_binary"), workspace.user("synth_binary")
     tft_output = _tft_output(workspace, "synth_binary")
@@ -59,12 +62,14 @@ def test_the_shuffled_pipeline_yields_the_same_examples_as_a_sequential_read(wor
     assert not np.array_equal(first["income_xf"].numpy(), plain["income_xf"].numpy())
 
 
+@pytest.mark.beam
 def test_missing_files_are_a_clear_error(workspace, tmp_path):
     with pytest.raises(FileNotFoundError, match="no transformed example files"):
         inputs.make_input_dataset(str(tmp_path / "nothing*"), _tft_output(workspace, "synth_binary"),
                                   workspace.user("synth_binary"), 8)
 
 
+@pytest.mark.beam
 def test_a_preprocessing_fn_without_the_label_is_a_clear_error(workspace):
     user = dataclasses.replace(workspace.user("synth_binary"), task=BinaryClassification(label="churned"))
     with pytest.raises(ValueError, match="preprocessing_fn outputs no 'churned_xf', the label of TASK"):
@@ -76,6 +81,8 @@ def _raw_eval(workspace, package, count):
     return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)]
 
 
+@pytest.mark.beam
+@pytest.mark.training
 def test_run_fn_exports_one_saved_model_with_the_three_signatures(workspace, package):
     trained = workspace.trained(package)
     saved_models = sorted(d for d, _, files in os.walk(trained["root"]) if "saved_model.pb" in files)
@@ -84,6 +91,8 @@ def test_run_fn_exports_one_saved_model_with_the_three_signatures(workspace, pac
     assert set(loaded.signatures) == {"serving_default", "transform_features", "serving_transformed"}
 
 
+@pytest.mark.beam
+@pytest.mark.training
 def test_the_saved_model_holds_no_keras_objects_only_variables_functions_and_the_transform_graph(workspace):
     """Readers call its signatures; saving the Keras objects would trace every layer (seconds) for nothing."""
     from tensorflow.core.protobuf import saved_model_pb2
@@ -96,6 +105,8 @@ def test_the_saved_model_holds_no_keras_objects_only_variables_functions_and_the
     assert identifiers and not [i for i in identifiers if "keras" in i], identifiers
 
 
+@pytest.mark.beam
+@pytest.mark.training
 def test_serving_transformed_takes_the_transformed_features_and_agrees_with_serving_default(workspace, package):
     user = workspace.user(package)
     loaded = tf.saved_model.load(workspace.trained(package)["serving"])
@@ -109,6 +120,8 @@ def test_serving_transformed_takes_the_transformed_features_and_agrees_with_serv
                                loaded.signatures["serving_default"](examples=raw)["outputs"].numpy(), rtol=1e-6)
 
 
+@pytest.mark.beam
+@pytest.mark.training
 def test_serving_default_takes_raw_examples_and_returns_the_task_s_output(workspace, package):
     task = workspace.user(package).task
     serve = tf.saved_model.load(workspace.trained(package)["serving"]).signatures["serving_default"]
@@ -122,6 +135,8 @@ def test_serving_default_takes_raw_examples_and_returns_the_task_s_output(worksp
         assert np.isfinite(out).all()
 
 
+@pytest.mark.beam
+@pytest.mark.training
 def test_serving_default_accepts_an_example_without_the_label_or_any_optional_feature(workspace, package):
     user = workspace.user(package)
     first_input = user.model_features[0]
@@ -132,6 +147,8 @@ def test_serving_default_accepts_an_example_without_the_label_or_any_optional_fe
     assert out.shape == (1, user.task.output_units) and np.isfinite(out).all()
 
 
+@pytest.mark.beam
+@pytest.mark.training
 def test_transform_features_gives_the_label_preprocessing_derives(workspace, package):
     user = workspace.user(package)
     raw = _raw_eval(workspace, package, 6)
@@ -144,6 +161,8 @@ def test_transform_features_gives_the_label_preprocessing_derives(workspace, pac
     np.testing.assert_allclose(labels, column, rtol=1e-6)
 
 
+@pytest.mark.beam
+@pytest.mark.training
 def test_the_model_learns_better_than_the_majority_or_the_mean(workspace, package):
     """Trained briefly on learnable synthetic data, the model beats the trivial prediction."""
     from serving import predict
@@ -183,6 +202,7 @@ def test_training_is_cut_into_epochs_that_validate_for_the_curves_with_the_same_
     assert epoch_plan(13, 5) == (1, 13, 5)          # a prime step count: one epoch, exactly 13 steps
 
 
+@pytest.mark.beam
 def test_an_epoch_budget_becomes_the_steps_of_that_many_passes_over_the_train_split(workspace):
     transformed = workspace.transformed("synth_binary")
     train_rows = len(transformed["rows"]["train"])
@@ -198,6 +218,7 @@ def test_an_epoch_budget_becomes_the_steps_of_that_many_passes_over_the_train_sp
     assert trainer.training_steps(job(train_epochs=2.5), 32) == -(-int(2.5 * train_rows) // 32)
 
 
+@pytest.mark.beam
 def test_the_input_cache_is_used_only_when_the_decompressed_train_split_fits(workspace):
     from components.training.options import TrainingOptions
 

@@ -6,6 +6,8 @@ import pytest
 from components.core.user_code import load_user_code
 from tests.support.workspace import raw_metadata
 
+pytestmark = pytest.mark.beam  # every test runs tf.Transform's Beam implementation
+
 
 def _analyze_and_transform(package, rows, tmp_path):
     import importlib

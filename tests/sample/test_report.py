@@ -96,6 +96,7 @@ def test_the_tflite_table_has_a_row_per_variant_with_its_verdict(first_report):
         assert f"{variant['metrics']['accuracy']:.4f}" in row and ("yes" if variant["blessed"] else "no") in row
 
 
+@pytest.mark.browser
 def test_the_report_renders_in_a_headless_browser_with_no_errors_and_every_image_decoding(first_report):
     check = check_page(first_report[2])
     assert (check.errors, check.console, check.broken_images) == ([], [], [])

@@ -53,6 +53,7 @@ def _row(**values):
     return row
 
 
+@pytest.mark.beam
 def test_the_label_is_tips_above_twenty_percent_of_the_fare(curated_schema, tmp_path):
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import dataset_metadata

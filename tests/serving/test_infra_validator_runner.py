@@ -17,6 +17,7 @@ SPEC = infra_validator_pb2.ServingSpec(model_name=MODEL, tensorflow_serving=infr
     tags=["2.16.1"]))
 
 
+@pytest.mark.slow
 def test_the_runner_serves_the_model_until_stopped_and_leaves_nothing_behind(half_plus_two_base):
     runner = LocalProcessRunner(os.path.join(half_plus_two_base, "123"), None, SPEC)
     runner.Start()
@@ -69,6 +70,7 @@ def _validate(runner):
         runner.Stop()
 
 
+@pytest.mark.slow
 def test_a_server_started_ahead_validates_the_first_candidate_and_a_retry_gets_a_process_of_its_own(
         half_plus_two_base):
     standby = StandbyServer()
@@ -86,6 +88,7 @@ def test_a_server_started_ahead_validates_the_first_candidate_and_a_retry_gets_a
     assert standby._server.process.poll() is not None and not os.path.exists(standby._server.workdir)
 
 
+@pytest.mark.slow
 def test_a_server_never_started_ahead_leaves_the_validation_to_a_process_of_its_own(half_plus_two_base):
     standby = StandbyServer()
     runner = standby.runner(os.path.join(half_plus_two_base, "123"), None, SPEC)
@@ -96,6 +99,7 @@ def test_a_server_never_started_ahead_leaves_the_validation_to_a_process_of_its_
         standby.close()
 
 
+@pytest.mark.slow
 def test_the_server_ends_by_itself_when_the_run_that_started_it_is_killed(tmp_path):
     import signal
     import subprocess

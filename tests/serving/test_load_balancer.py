@@ -27,6 +27,7 @@ from serving import load_balancer
 from serving.options import CONTAINER_CONFIG_DIR, GRPC_PORT, METRICS_PATH, REST_PORT
 from tests.support import registry_schemas
 from bench.model_server import ModelServerProcess, free_port
+from tests.support.marks import uses
 from tests.support.nginx import INSTALL_HINT, NginxProcess, nginx_binary, nginx_version
 
 MODEL = "half_plus_two"
@@ -41,6 +42,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
+@uses("nginx")
 def cluster(half_plus_two_base, tmp_path_factory):
     assert nginx_binary(), INSTALL_HINT
     tmp = tmp_path_factory.mktemp("lb")
@@ -165,6 +167,7 @@ def upstreams_of(nginx_line):
     return list(zip(addresses, statuses))
 
 
+@pytest.mark.nginx
 def test_nginx_is_installed_for_these_tests():
     assert nginx_binary(), INSTALL_HINT
 
@@ -291,6 +294,7 @@ def test_the_compose_nginx_conf_balances_over_the_compose_service_with_image_def
     assert "pid " not in conf and "_temp_path" not in conf
 
 
+@pytest.mark.nginx
 def test_the_loopback_nginx_conf_keeps_every_runtime_path_in_its_runtime_dir(tmp_path):
     conf = load_balancer.render_nginx_conf(["127.0.0.1:1"], ["127.0.0.1:2"], rest_listen="127.0.0.1:3",
                                            grpc_listen="127.0.0.1:4", runtime_dir=str(tmp_path))

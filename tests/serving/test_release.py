@@ -58,6 +58,7 @@ def test_serving_config_writes_the_files_tensorflow_model_server_reads(project):
     assert not [name for name in os.listdir(config_dir) if name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_serving_config_keeps_the_release_state_unless_reset(project, built):
     config, base, config_dir = project
     shutil.copytree(built[2], base / "2")
@@ -67,6 +68,7 @@ def test_serving_config_keeps_the_release_state_unless_reset(project, built):
     assert state(config_dir).labels == {STABLE: 2}
 
 
+@pytest.mark.slow
 def test_canary_promote_and_rollback_switch_a_polling_server_with_no_failed_request(project, built):
     config, base, config_dir = project
     flags = [f"--model_config_file={config_dir / 'models.config'}", "--model_config_file_poll_wait_seconds=0.3",
@@ -113,6 +115,7 @@ def version_state(server, version):
     return reply.json()["model_version_status"][0]["state"] if reply.ok else None
 
 
+@pytest.mark.slow
 def test_canary_without_a_server_to_wait_for_adds_the_version_but_not_the_label(project, built):
     config, base, config_dir = project
     shutil.copytree(built[2], base / "2")
@@ -123,6 +126,7 @@ def test_canary_without_a_server_to_wait_for_adds_the_version_but_not_the_label(
     assert state(config_dir).versions == [1, 2] and state(config_dir).labels == {STABLE: 1}
 
 
+@pytest.mark.slow
 def test_a_canary_of_a_version_that_was_never_pushed_is_refused_and_changes_nothing(project):
     config, base, config_dir = project
     before = (config_dir / "models.config").read_text()
@@ -150,6 +154,7 @@ def test_rollback_and_promote_with_nothing_to_move_say_so():
         release.plan_promote(only_stable)
 
 
+@pytest.mark.slow
 def test_a_release_without_models_config_names_the_command_that_writes_it(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"pipeline_name": NAME, "data_root": str(tmp_path / "data"),

@@ -69,6 +69,7 @@ def batching_file(tmp_path, text):
     return str(path)
 
 
+@pytest.mark.slow
 def test_more_requests_than_the_bound_get_429_and_resource_exhausted(half_plus_two_base, tmp_path):
     flags = [f"--model_name={MODEL}", f"--model_base_path={half_plus_two_base}", "--max_concurrent_requests=2",
              "--enable_batching", f"--batching_parameters_file={batching_file(tmp_path, SLOW_BATCHES)}"]
@@ -91,6 +92,7 @@ def test_more_requests_than_the_bound_get_429_and_resource_exhausted(half_plus_t
         assert requests.post(url, json={"instances": [[2.0]]}, timeout=30).json() == {"predictions": [[3.0]]}
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_requests_in_flight_and_exits_0(half_plus_two_base, tmp_path):
     flags = [f"--model_name={MODEL}", f"--model_base_path={half_plus_two_base}", "--enable_batching",
              f"--batching_parameters_file={batching_file(tmp_path, SLOW_BATCHES)}"]
@@ -117,6 +119,7 @@ def test_sigterm_finishes_the_requests_in_flight_and_exits_0(half_plus_two_base,
 
 
 @pytest.mark.parametrize("implementation", ["scheduler", "tf_op"])
+@pytest.mark.slow
 def test_batched_requests_each_get_their_own_rows(half_plus_two_base, tmp_path, implementation):
     params = "max_batch_size { value: 16 } batch_timeout_micros { value: 20000 } num_batch_threads { value: 2 }"
     flags = [f"--model_name={MODEL}", f"--model_base_path={half_plus_two_base}", "--enable_batching",
@@ -133,6 +136,7 @@ def test_batched_requests_each_get_their_own_rows(half_plus_two_base, tmp_path, 
         assert rows == [{"predictions": [[0.5 * n + 2]] * n} for n in range(1, 9)]
 
 
+@pytest.mark.slow
 def test_bad_flags_and_files_end_with_one_line_and_exit_2(tmp_path):
     import subprocess
     import sys

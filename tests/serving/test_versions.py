@@ -15,6 +15,8 @@ from tests.support import half_plus_two
 from bench.model_server import ModelServerProcess
 from tests.support.serving_load import NAME, Load, status, wait_until
 
+pytestmark = pytest.mark.slow  # each test starts its own server and drives it under load (6-10 s)
+
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):

@@ -21,6 +21,8 @@ import subprocess
 import tempfile
 from typing import Dict, List
 
+from tests.support.marks import require
+
 RESULT_ID = "__page_check__"
 _PROBE = """<script>
 window.__pageErrors = [];
@@ -56,6 +58,7 @@ class PageCheck:
 
 
 def find_chromium() -> str:
+    require("browser", "starts headless Chromium")
     for name in ("chromium", "chromium-browser"):
         path = shutil.which(name)
         if path:

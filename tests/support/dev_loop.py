@@ -11,6 +11,7 @@ from typing import List, Optional
 
 from pipeline.dev import WAITING
 from bench.model_server import BackgroundProcess, free_port
+from tests.support.marks import require
 
 ITERATION = re.compile(r"^iteration (\d+) \(", re.MULTILINE)
 
@@ -21,6 +22,7 @@ class DevProcess(BackgroundProcess):
     STOP_SIGNAL = signal.SIGINT  # what a user's Ctrl-C sends
 
     def __init__(self, config_path: str, log_dir: str, pythonpath: Optional[str] = None, overrides: List[str] = ()):
+        require("e2e", "runs the whole pipeline (tfxp dev)")
         self.grpc_port, self.rest_port = free_port(), free_port()
         self.output_path = os.path.join(log_dir, f"dev-{self.rest_port}.out")
         self.access_log = os.devnull

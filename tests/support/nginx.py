@@ -13,12 +13,14 @@ import requests
 
 from serving.load_balancer import HEALTH_PATH, render_nginx_conf
 from bench.model_server import BackgroundProcess, free_port
+from tests.support.marks import require
 
 INSTALL_HINT = "nginx is not installed: run `scripts/ensure-system-packages.sh nginx` as root (make test does)"
 
 
 def nginx_binary() -> str:
     """The nginx executable (Debian puts it in /usr/sbin, which a non-root PATH may lack), or ''."""
+    require("nginx", "uses nginx")
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin") or ""
 
 

@@ -6,6 +6,7 @@ import sys
 import yaml
 
 from pipeline.config import load_config
+from tests.support.marks import require
 
 
 def write_config(tmp_path, csv_path, name="e2e", **extra):
@@ -21,6 +22,7 @@ def write_config(tmp_path, csv_path, name="e2e", **extra):
 
 
 def tfxp_run(config_path, pythonpath=None):
+    require("e2e", "runs the whole pipeline (tfxp run)")
     # cwd: not the project root, which `python -m` would put ahead of PYTHONPATH.
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     if pythonpath:

@@ -8,6 +8,7 @@ import os
 from typing import Dict
 
 from components.core.user_code import UserCode, load_user_code
+from tests.support.marks import require
 
 ROWS = 900
 TRAIN_STEPS = 150
@@ -49,6 +50,7 @@ def transform(user: UserCode, patterns: Dict[str, str], directory: str) -> Dict:
     """Runs the user's preprocessing_fn with tf.Transform's Beam implementation and writes what the
     Transform component writes: transform_fn/ + transformed_metadata/ (+ the raw metadata) and gzip'd
     transformed examples per split."""
+    require("beam", "runs tf.Transform's Beam pipeline")
     import tensorflow as tf
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
@@ -99,6 +101,7 @@ def fn_args(user: UserCode, transformed: Dict, directory: str, train_steps: int 
 
 
 def train(user: UserCode, transformed: Dict, directory: str, **kwargs) -> Dict:
+    require("training", "trains a model with the Trainer's run_fn")
     from components.training import export, trainer
 
     args = fn_args(user, transformed, directory, **kwargs)
@@ -128,11 +131,14 @@ class Workspace:
             self.user(package), os.path.join(self.root, package, "data")))
 
     def transformed(self, package: str) -> Dict:
+        require("beam", "uses tf.Transform's output (a Beam pipeline; workspace.transformed)")
         return self._once(("transformed", package), lambda: transform(
             self.user(package), self.tfrecords(package)["patterns"], os.path.join(self.root, package, "transform")))
 
     def trained(self, package: str) -> Dict:
         """run_fn on the transformed data, with quantization-aware fine-tuning on (the TFLite tests use it)."""
+        require("training", "uses a model trained by run_fn (workspace.trained)")
+        require("beam", "uses tf.Transform's output (a Beam pipeline; workspace.trained)")
         return self._once(("trained", package), lambda: train(
             self.user(package), self.transformed(package), os.path.join(self.root, package, "trainer"),
             qat_steps=20))
