@@ -111,6 +111,11 @@ def check_file(path: str) -> int:
         raise InputError(f"{path}: record {bad + 1} (after {bad} readable): {_describe(e, path, compression)}") from None
     if count == 0:
         raise InputError(f"{path}: holds no records (an empty shard: remove it or re-create the data)")
+    # TensorFlow's reader stops without an error when a truncated gzip stream happens to end between
+    # records: only the stream itself says it ended early.
+    problem = _gzip_problem(path) if compression == "GZIP" else ""
+    if problem:
+        raise InputError(f"{path}: after record {count}: {problem}")
     return count
 
 

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 
 import pytest
 import yaml
@@ -134,6 +135,19 @@ def test_a_checked_shard_is_not_read_again_until_it_changes(good_data, tmp_path)
     os.utime(shard, ns=(0, 0))  # size and time both change: the stamp no longer matches
     with pytest.raises(input_check.InputError, match=str(shard)):
         input_check.check_data_root(str(data_root), stamp)
+
+
+def test_a_gzip_shard_cut_between_two_records_is_found_truncated(good_data, tmp_path):
+    """TensorFlow's reader ends quietly when a cut gzip stream happens to end between records."""
+    from pipeline import input_check
+    data_root = _copy_data(good_data, tmp_path, "gzip")
+    shard = sorted((data_root / "train").iterdir())[0]
+    raw = gzip.decompress(shard.read_bytes())
+    deflate = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
+    # The whole records, flushed to a byte boundary, and no gzip trailer: what a copy stopped there leaves.
+    shard.write_bytes(deflate.compress(raw) + deflate.flush(zlib.Z_SYNC_FLUSH))
+    with pytest.raises(input_check.InputError, match="the gzip stream ends early"):
+        input_check.check_file(str(shard))
 
 
 @pytest.mark.beam
