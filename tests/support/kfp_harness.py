@@ -20,7 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List
+from concurrent import futures
+from typing import Dict, List, Set
 
 
 class TaskFailed(AssertionError):
@@ -31,17 +32,20 @@ def _tasks(spec) -> Dict:
     return spec["root"]["dag"]["tasks"]
 
 
+def _upstream(spec, name) -> Set[str]:
+    task = _tasks(spec)[name]
+    upstream = set(task.get("dependentTasks", []))
+    return upstream | {a["taskOutputArtifact"]["producerTask"] for a in task.get("inputs", {}).get("artifacts", {}).values()
+                       if "taskOutputArtifact" in a}
+
+
 def topological_order(spec) -> List[str]:
     tasks, order, done = _tasks(spec), [], set()
 
     def visit(name):
         if name in done:
             return
-        task = tasks[name]
-        upstream = set(task.get("dependentTasks", []))
-        upstream |= {a["taskOutputArtifact"]["producerTask"] for a in task.get("inputs", {}).get("artifacts", {}).values()
-                     if "taskOutputArtifact" in a}
-        for dependency in sorted(upstream):
+        for dependency in sorted(_upstream(spec, name)):
             visit(dependency)
         done.add(name)
         order.append(name)
@@ -75,16 +79,33 @@ class CompiledPipelineRun:
         self.logs: Dict[str, str] = {}
         self.seconds: Dict[str, float] = {}
 
-    def run_all(self) -> List[str]:
-        """Runs every task in DAG order; returns the names of the container tasks that ran."""
-        ran = []
-        for name in topological_order(self.spec):
-            if "container" in _executor(self.spec, name):
-                self.run_task(name)
-                ran.append(name)
-            else:  # a resolver: the latest blessed model, of which there is none on a first run
-                outputs = _component(self.spec, name).get("outputDefinitions", {}).get("artifacts", {})
-                self.outputs[name] = {key: [] for key in outputs}
+    def run_all(self, parallel: int = 2) -> List[str]:
+        """Runs every task once its upstream tasks are done, up to ``parallel`` at a time (Kubeflow runs
+        independent tasks at once too); returns the container tasks in the order they finished."""
+        order, ran, running, done = topological_order(self.spec), [], {}, set()
+        with futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+            while len(done) < len(order):
+                progressed = False
+                for name in order:
+                    if name in done or name in running or not _upstream(self.spec, name) <= done:
+                        continue
+                    if "container" not in _executor(self.spec, name):
+                        # A resolver: the latest blessed model, of which there is none on a first run.
+                        outputs = _component(self.spec, name).get("outputDefinitions", {}).get("artifacts", {})
+                        self.outputs[name] = {key: [] for key in outputs}
+                        done.add(name)
+                        progressed = True
+                    elif len(running) < parallel:
+                        running[name] = pool.submit(self.run_task, name)
+                if not running:
+                    if not progressed:
+                        raise TaskFailed(f"no task can start: {sorted(set(order) - done)} wait on each other")
+                    continue
+                finished, _ = futures.wait(running.values(), return_when=futures.FIRST_COMPLETED)
+                for name in [n for n, f in running.items() if f in finished]:
+                    running.pop(name).result()  # a failed task raises TaskFailed here
+                    done.add(name)
+                    ran.append(name)
         return ran
 
     def _inputs(self, task_name) -> Dict:
