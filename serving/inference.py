@@ -11,6 +11,7 @@ import numpy as np
 from serving import errors
 from serving.manager import ModelManager, VersionStatus
 from serving.servable import CLASSIFY_METHOD, REGRESS_METHOD, Servable, read_warmup_records
+from tfxp import request_logs
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +81,11 @@ def fill_tensor_proto(proto, array: np.ndarray) -> None:
 
 
 def serialized_examples(input_proto) -> List[bytes]:
-    """util.cc InputToSerializedExampleTensor: each example, after the context when there is one
-    (concatenated serialized protos merge, the example's features winning)."""
-    kind = input_proto.WhichOneof("kind")
-    if kind == "example_list":
-        return [e.SerializeToString() for e in input_proto.example_list.examples]
-    if kind == "example_list_with_context":
-        context = input_proto.example_list_with_context.context.SerializeToString()
-        return [context + e.SerializeToString() for e in input_proto.example_list_with_context.examples]
-    raise errors.invalid_argument("Input is empty.")
+    """The request's serialized examples (tfxp.request_logs.input_examples); an empty Input is an error."""
+    examples = request_logs.input_examples(input_proto)
+    if examples is None:
+        raise errors.invalid_argument("Input is empty.")
+    return examples
 
 
 def classify(servable: Servable, request):
