@@ -9,6 +9,7 @@
     tfxp compile   compile it for Kubeflow Pipelines (KFP v2 PipelineSpec YAML)
     tfxp submit    compile and submit a run to a Kubeflow Pipelines host
     tfxp report    one HTML page about a run: data, training, evaluation, TFLite, push, timings
+    tfxp drift     skew of served requests (or any data) against the training data, or drift between windows
     tfxp diagnose-input   is training input-bound or compute-bound? (after a run)
     tfxp serve / predict / inspect   serve the pushed model (TF Serving's APIs), query it, describe it
     tfxp serving-config   models.config, batching and monitoring files for TF Serving; deploy files
@@ -164,6 +165,22 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_drift(args) -> int:
+    from pipeline.drift import check
+    from pipeline.run_log import quiet_libraries
+
+    cfg = _load(args)
+    with quiet_libraries():
+        result = check.check(cfg, args.data, args.reference, args.output, args.model_version)
+    print(f"compared {result.current.describe()}")
+    print(f"{result.summary()} ({result.seconds:.1f} s)")
+    print(f"wrote the page to {os.path.abspath(result.page)} (file://{os.path.abspath(result.page)})")
+    if result.crossed:
+        raise check.DriftFoundError(f"{len(result.crossed)} feature(s) crossed their threshold: "
+                                    f"{', '.join(r.feature for r in result.crossed)} (see the page)")
+    return 0
+
+
 def cmd_serving_config(args) -> int:
     from serving import release
 
@@ -282,6 +299,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the HTML file to write (default: <output_root>/reports/<pipeline>/<run id>.html)")
     _add_config_args(p)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("drift", help="skew of served requests (or any data) against the training data, or drift "
+                                     "between two windows; exit 3 when a threshold is crossed",
+                       description="TFDV statistics of --data compared with the training statistics of the served "
+                                   "model's run (or with --reference) by the schema's skew/drift comparators; "
+                                   "writes one HTML page. Exit 0: within every threshold; 3: some crossed; "
+                                   "2: bad input.")
+    p.add_argument("--data", required=True, metavar="PATH",
+                   help="request logs (a filename_prefix or a directory), TFRecords of tf.Example, or a .csv file")
+    p.add_argument("--reference", default=None, metavar="PATH",
+                   help="an earlier window of the same kinds (drift); default: the training data (skew)")
+    p.add_argument("--model-version", type=int, default=None, dest="model_version", metavar="N",
+                   help="whose training data to compare with (default: the version the logs name most, else "
+                        "the newest pushed)")
+    p.add_argument("--output", default=None, metavar="PATH",
+                   help="the HTML page to write (default: <output_root>/drift/<pipeline>/<UTC time>.html)")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_drift)
 
     p = sub.add_parser("diagnose-input", help="measure input pipeline vs training throughput (after a run)")
     _add_config_args(p)

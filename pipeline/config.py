@@ -3,7 +3,7 @@
     cfg = load_config("pipeline/configs/local.yaml", overrides=["training.train_steps=200"])
 
 Sections: ``training`` (components/training/options.py), ``evaluation`` (below), ``tflite``
-(components/custom/tflite_options.py), ``serving`` (serving/options.py): each section's keys and defaults are defined once, beside
+(components/custom/tflite_options.py), ``serving`` (serving/options.py), ``drift`` (pipeline/drift/options.py): each section's keys and defaults are defined once, beside
 the code that uses them. What the data is and what to predict are not here: they live in the data
 scientist's package (``user_package``, default ``components``). A key that names a feature or a
 metric is checked against that package only when it is set.
@@ -25,6 +25,7 @@ import yaml
 from components.core.user_code import DEFAULT_PACKAGE, UserCode, UserCodeError, check_feature_names, load_user_code
 from components.custom.tflite_options import TFLiteOptions
 from components.training.options import TrainingOptions
+from pipeline.drift.options import DriftOptions
 from serving.options import (BatchingOptions, InfraValidationOptions, KubernetesOptions,
                              ServingOptions, ServingTarget)
 from tfxp.errors import TfxpError
@@ -125,6 +126,7 @@ class PipelineConfig:
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
     tflite: TFLiteOptions = dataclasses.field(default_factory=TFLiteOptions)
     serving: ServingOptions = dataclasses.field(default_factory=ServingOptions)
+    drift: DriftOptions = dataclasses.field(default_factory=DriftOptions)
 
     def __post_init__(self):
         self.validate()
@@ -223,6 +225,7 @@ class PipelineConfig:
             self.training.check(quantization_aware_training=self.quantization_aware_training)
             self.tflite.check()
             self.serving.check()
+            self.drift.check()
         except ValueError as e:
             raise ConfigError(str(e)) from None
         if self.beam_preset not in BEAM_PRESETS:
@@ -259,7 +262,7 @@ class PipelineConfig:
 
 # Nested config sections, by parent class.
 _SECTIONS = {PipelineConfig: {"training": TrainingOptions, "evaluation": EvaluationConfig,
-                              "tflite": TFLiteOptions, "serving": ServingOptions},
+                              "tflite": TFLiteOptions, "serving": ServingOptions, "drift": DriftOptions},
              ServingOptions: {"batching": BatchingOptions, "infra_validation": InfraValidationOptions,
                               "kubernetes": KubernetesOptions}}
 
@@ -276,6 +279,10 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
             return None
         annotation = next(a for a in args if a is not type(None))
         origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {_check_type(k, args[0], where): _check_type(v, args[1], f"{where}.{k}") for k, v in value.items()}
     if origin in (list, List):
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")

@@ -113,6 +113,22 @@ class Progress(logging.Handler):
         super().close()
 
 
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Keeps a command's progress to its own lines (the report, the drift check): Beam logs its type hints
+    at import, and TFMA's readers log TensorFlow's deprecation warnings about their own calls."""
+    loggers = {logging.getLogger(name): level for name, level in
+               [("apache_beam", logging.WARNING), ("tensorflow", logging.ERROR), ("absl", logging.WARNING)]}
+    saved = {logger: logger.level for logger in loggers}
+    try:
+        for logger, level in loggers.items():
+            logger.setLevel(level)
+        yield
+    finally:
+        for logger, level in saved.items():
+            logger.setLevel(level)
+
+
 def point_latest(link: str, target: str) -> None:
     """Points the symlink ``link`` at ``target`` (relative: the folder can move), replacing it atomically."""
     temporary = f"{link}.tmp-{os.getpid()}"

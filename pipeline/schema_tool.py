@@ -7,10 +7,12 @@ TFDV's ``infer_schema`` without fixed shapes (any feature may be absent: preproc
 the label's source columns kept out of the SERVING environment (clients do not send them), and
 every declared feature checked to be there with the declared type. Curate the result (value
 ranges, required presence) before relying on it: it describes the data you have, not the data
-you should accept.
+you should accept. Every serving feature also gets TFDV's skew and drift comparators (what `tfxp drift`
+checks), with thresholds fitted to the distance between 1,000 train and 1,000 eval examples.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -23,6 +25,7 @@ from tfxp.files import write_atomically
 log = logging.getLogger(__name__)
 
 TRAINING, SERVING = "TRAINING", "SERVING"
+CALIBRATION_EXAMPLES = 1000   # per split: the window size `tfxp drift`'s starting thresholds are fitted to
 
 
 class SchemaError(ValueError, TfxpError):
@@ -50,7 +53,25 @@ def infer_schema(data_root: str, user: UserCode):
     schema.default_environment[:] = [TRAINING, SERVING]
     for name in user.label_source_names:
         inferred[name].not_in_environment.append(SERVING)
+    add_drift_thresholds(schema, data_root)
     return schema
+
+
+def add_drift_thresholds(schema, data_root: str, examples: int = CALIBRATION_EXAMPLES) -> None:
+    """TFDV's skew and drift comparators on every serving feature, with thresholds fitted to the distance
+    between the first ``examples`` of the train and of the eval split (pipeline/drift/compare.py)."""
+    import glob
+
+    from pipeline.drift import compare
+    from tfxp import request_logs
+
+    samples = [list(itertools.islice(request_logs.read_records(sorted(glob.glob(os.path.join(data_root, split, "*")))),
+                                     examples)) for split in ("train", "eval")]
+    fitted = None
+    if min(len(sample) for sample in samples) >= 100:
+        log.info("fitting drift thresholds on %d train and %d eval examples", *map(len, samples))
+        fitted = compare.calibrate(schema, *samples)
+    compare.add_starting_thresholds(schema, fitted)
 
 
 def write_schema(schema, output_path: str, data_root: str) -> str:

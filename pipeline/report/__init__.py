@@ -27,10 +27,9 @@ The command line (`tfxp report`) is pipeline/cli.py's.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from typing import Iterator, Optional
+from typing import Optional
 
 from pipeline import run_summary
 from pipeline.report.evaluation import describe_threshold, read_evaluation
@@ -38,7 +37,7 @@ from pipeline.report.push import push_section
 from pipeline.report.render import render_report
 from pipeline.report.runs import read_run
 from pipeline.report.training import read_scalars, training_curves
-from pipeline.run_log import point_latest
+from pipeline.run_log import point_latest, quiet_libraries
 from tfxp.files import write_atomically
 
 # The API, and the readers other modules use (pipeline/run_outcome.py, the tests).
@@ -48,29 +47,13 @@ __all__ = ["write_report", "default_report_dir", "latest_run_id", "read_run", "r
 log = logging.getLogger(__name__)
 
 
-@contextlib.contextmanager
-def _quiet_libraries() -> Iterator[None]:
-    """Keeps the progress to the report's own lines: Beam logs its type hints at import, and TFMA's
-    readers log TensorFlow's deprecation warnings about their own calls."""
-    loggers = {logging.getLogger(name): level for name, level in
-               [("apache_beam", logging.WARNING), ("tensorflow", logging.ERROR), ("absl", logging.WARNING)]}
-    saved = {logger: logger.level for logger in loggers}
-    try:
-        for logger, level in loggers.items():
-            logger.setLevel(level)
-        yield
-    finally:
-        for logger, level in saved.items():
-            logger.setLevel(level)
-
-
 def default_report_dir(cfg) -> str:
     return os.path.join(cfg.resolved_output_root, "reports", cfg.pipeline_name)
 
 
 def latest_run_id(cfg) -> str:
     """The id of the newest run of ``cfg``'s pipeline; FileNotFoundError when it has none."""
-    with _quiet_libraries():
+    with quiet_libraries():
         return run_summary.open_runs(cfg.resolved_metadata_path, cfg.pipeline_name)[1][-1].name
 
 
@@ -81,7 +64,7 @@ def write_report(cfg, run_id: Optional[str] = None, path: Optional[str] = None) 
     Default path: <output_root>/reports/<pipeline>/<run id>.html, and latest.html there points at
     the newest run's report.
     """
-    with _quiet_libraries():
+    with quiet_libraries():
         run = read_run(cfg.resolved_metadata_path, cfg.pipeline_name, run_id)
         log.info("reporting run %s of %r (%d components)", run.run_id, run.pipeline_name, len(run.components))
         html = render_report(run, cfg)

@@ -45,7 +45,7 @@ def _top_values(feature, limit: int) -> List[Tuple[str, float]]:
     return buckets[:limit]
 
 
-def _feature_plot(per_split: Dict[str, Any]) -> Optional[str]:
+def feature_plot(per_split: Dict[str, Any]) -> Optional[str]:
     """The tiny histogram of a feature ({split: its FeatureNameStatistics}), every split overlaid."""
     first = next(iter(per_split.values()))
     kind = first.WhichOneof("stats")
@@ -62,7 +62,7 @@ def _feature_plot(per_split: Dict[str, Any]) -> Optional[str]:
     return None
 
 
-def _describe_feature(feature, num_examples: int) -> Dict[str, str]:
+def describe_feature(feature, num_examples: int) -> Dict[str, str]:
     common = _common_stats(feature)
     missing = (common.num_missing / num_examples) if common and num_examples else 0.0
     cells = {"missing": f"{missing:.1%}", "center": "", "spread": ""}
@@ -91,8 +91,8 @@ def _features(splits: Dict[str, Any]) -> List[Dict[str, Any]]:
     return [{
         "name": name,
         "type": statistics_pb2.FeatureNameStatistics.Type.Name(next(iter(per_split.values())).type),
-        "plot": _feature_plot(per_split),
-        "splits": [dict(_describe_feature(feature, splits[split].num_examples), split=split)
+        "plot": feature_plot(per_split),
+        "splits": [dict(describe_feature(feature, splits[split].num_examples), split=split)
                    for split, feature in per_split.items()],
     } for name, per_split in features.items()]
 

@@ -44,13 +44,18 @@ def page_context(run: Run, cfg) -> Dict[str, Any]:
     return context
 
 
-def render_report(run: Run, cfg) -> str:
-    """The page of ``run`` (``cfg``: its pipeline's config) as HTML."""
+def render_template(name: str, **context) -> str:
+    """A page from pipeline/templates/``name`` (autoescaped; an undefined variable is an error)."""
     import jinja2
 
-    context = page_context(run, cfg)
-    log.info("rendering the page...")
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True,
                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     environment.filters.update(number=format_number, seconds=format_seconds)
-    return environment.get_template("report.html.j2").render(**context)
+    return environment.get_template(name).render(**context)
+
+
+def render_report(run: Run, cfg) -> str:
+    """The page of ``run`` (``cfg``: its pipeline's config) as HTML."""
+    context = page_context(run, cfg)
+    log.info("rendering the page...")
+    return render_template("report.html.j2", **context)

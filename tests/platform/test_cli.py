@@ -167,6 +167,7 @@ BAD_INPUT_BY_COMMAND = {
     "submit": (["submit", "--host", "http://127.0.0.1:9", "--set", "serving.batching.max_batch_size=0"],
                "serving.batching.max_batch_size"),
     "report": (["report", "--set", "nosuchkey=1"], "nosuchkey"),
+    "drift": (["drift", "--data", "{tmp}/no_logs"], "no request logs, TFRecord files or CSV there"),
     "diagnose-input": (["diagnose-input", "--set", "training.batch_size=many"], "training: batch_size"),
     "serve": (["serve", "--set", "serving.infra_validation.platform=mars"], "serving.infra_validation.platform"),
     "predict": (["predict", "{tmp}/rows.jsonl", "--set", "pipeline_name="], "pipeline_name"),
