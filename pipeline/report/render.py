@@ -6,6 +6,7 @@ import logging
 import os
 from typing import Any, Dict
 
+from pipeline.drift.verdict import read_latest
 from pipeline.report.data import data_section
 from pipeline.report.evaluation import evaluation_section, gate_in_words
 from pipeline.report.formats import format_number, format_seconds, last_line
@@ -41,6 +42,7 @@ def page_context(run: Run, cfg) -> Dict[str, Any]:
     # The gate this run applied (its eval config), else today's config's.
     gate = gate_in_words(context["evaluation"]) or describe_gate(cfg)
     context["push"] = _section("push", push_section, run, gate, cfg.resolved_pipeline_root)
+    context["drift"] = read_latest(cfg)  # the newest `tfxp drift` check of this pipeline's data, if any
     return context
 
 

@@ -12,28 +12,11 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_serving.apis import prediction_log_pb2
 
-from data import tfrecords
 from pipeline.config import load_config
 from pipeline.drift import compare, inputs
 from tests.conftest import write_csv_slice
+from tests.support.skew import SKEWED, skew_csv
 from tfxp import contract, request_logs
-
-SKEWED = ("trip_miles", "fare", "payment_type")
-
-
-def skew_csv(src, dst):
-    """The rows of ``src`` with longer trips, dearer fares and every payment in cash."""
-    with open(src, newline="") as f_in, open(dst, "w", newline="") as f_out:
-        reader = csv.DictReader(f_in)
-        writer = csv.DictWriter(f_out, fieldnames=reader.fieldnames)
-        writer.writeheader()
-        for row in reader:
-            row["trip_miles"] = str(float(row["trip_miles"] or 0) * 3)
-            row["fare"] = str(float(row["fare"] or 0) * 2)
-            row["payment_type"] = "Cash"
-            writer.writerow(row)
-    return str(dst)
-
 
 def _examples(csv_path):
     return inputs.read_examples(str(csv_path), load_config().user_code.features, 10 ** 6).examples
