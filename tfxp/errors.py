@@ -8,7 +8,8 @@ traceback only with --verbose), then exits with the error's ``exit_code``:
        or not at all (ServingRequestError)
     2  bad input: a flag, a config value, a file, the data, the user's code (argparse's usage errors
        are 2 as well); also a file that does not exist (FileNotFoundError)
-    3  stopped on purpose: the data validation gate found anomalies (AnomaliesFoundError)
+    3  stopped on purpose: the data validation gate found anomalies (AnomaliesFoundError); `tfxp drift`
+       found a skew or drift threshold crossed (DriftFoundError)
 
 Each error class keeps its other base (ValueError, RuntimeError) for the code that catches it as
 such; its module decides its code here, in the class, not in a list in the CLI.
