@@ -51,7 +51,7 @@ TARGETS = {"grpc_over_in_process_p50_ms_max": 1.0, "batched_over_unbatched_rps_m
            "logging_over_off_p50_max": 1.10}
 LOGGING_CLIENTS = 32
 LOGGING_REQUESTS = {"full": 2000, "quick": 320}  # per cell: 10 per client even in a quick run (p50 of 32 clients)
-LOGGING_ROUNDS = {"full": 3, "quick": 2}  # off and logging measured in turn, order swapped each round; medians
+LOGGING_ROUNDS = {"full": 5, "quick": 4}  # off and logging measured in turn, order swapped each round; medians
 
 
 # -- client processes -----------------------------------------------------------------------------
@@ -270,7 +270,8 @@ def request_logging_overhead(load, tmp: str, model_name: str, model_dir: str, pa
                              warmup: int, rounds: int) -> dict:
     """32 batch-1 clients on a server without request logging and on one logging every request (TF Serving's
     logging_config, sampling 1.0, the default bounds), both alive at once, measured in turn (the order swapped
-    each round); per protocol the medians of the rounds, and what the logging server counted and wrote."""
+    each round); per protocol the medians of the rounds and of the per-round ratios (the machine is shared: a
+    ratio of two cells measured one after the other drifts least), and what the logging server counted and wrote."""
     import statistics
 
     import requests as http
@@ -294,8 +295,9 @@ def request_logging_overhead(load, tmp: str, model_name: str, model_dir: str, pa
                 for server in (("off", "logging") if round_ % 2 == 0 else ("logging", "off")):
                     process = servers[server]
                     url = process.grpc_target if protocol == "grpc" else f"{process.url}/v1/models/{model_name}:predict"
-                    runs[server, protocol].append(load.run(protocol, url, payloads[protocol, 1], 1, LOGGING_CLIENTS,
-                                                           requests, warmup))
+                    runs[server, protocol].append(_with_server_cpu(process, lambda: load.run(
+                        protocol, url, payloads[protocol, 1], 1, LOGGING_CLIENTS, requests, warmup),
+                        LOGGING_CLIENTS * (math.ceil(requests / LOGGING_CLIENTS) + warmup)))
         page = http.get(on.url + METRICS_PATH, timeout=30).text
     counts = {status: sum(float(v) for v in re.findall(
         rf':tensorflow:serving:request_log_count{{[^}}]*status_code="{status}"[^}}]*}} (\S+)', page))
@@ -306,17 +308,32 @@ def request_logging_overhead(load, tmp: str, model_name: str, model_dir: str, pa
         cells.append({"server": server, "protocol": protocol, "batch": 1, "clients": LOGGING_CLIENTS,
                       "p50_ms": statistics.median(r["p50_ms"] for r in results),
                       "requests_per_second": statistics.median(r["requests_per_second"] for r in results),
+                      "server_cpu_ms_per_request": statistics.median(r["server_cpu_ms_per_request"] for r in results),
                       "rounds": results})
     cell = {(c["server"], c["protocol"]): c for c in cells}
     for protocol in ("grpc", "rest"):
         off_cell, on_cell = cell["off", protocol], cell["logging", protocol]
-        ratio = on_cell["p50_ms"] / off_cell["p50_ms"]
+        pairs = list(zip(runs["logging", protocol], runs["off", protocol]))  # measured one right after the other
+        ratio = statistics.median(on["p50_ms"] / off["p50_ms"] for on, off in pairs)
         measured[protocol] = {"off_p50_ms": off_cell["p50_ms"], "logging_p50_ms": on_cell["p50_ms"], "p50_ratio": ratio,
                               "off_rps": off_cell["requests_per_second"], "logging_rps": on_cell["requests_per_second"],
-                              "rps_ratio": on_cell["requests_per_second"] / off_cell["requests_per_second"],
+                              "rps_ratio": statistics.median(on["requests_per_second"] / off["requests_per_second"]
+                                                             for on, off in pairs),
+                              "off_server_cpu_ms": off_cell["server_cpu_ms_per_request"],
+                              "logging_server_cpu_ms": on_cell["server_cpu_ms_per_request"],
                               "pass": ratio <= TARGETS["logging_over_off_p50_max"]}
     return {"clients": LOGGING_CLIENTS, "requests_per_cell": requests, "rounds": rounds, "server_flags": flags,
             "request_log_count": counts, "records_written": written, "cells": cells, "measured": measured}
+
+
+def _with_server_cpu(process, run, requests: int) -> dict:
+    """``run()``'s result with the server process's CPU time (user + system, all threads) per request."""
+    import psutil
+
+    server = psutil.Process(process.process.pid)
+    before = sum(server.cpu_times()[:2])
+    result = run()
+    return dict(result, server_cpu_ms_per_request=(sum(server.cpu_times()[:2]) - before) * 1000 / requests)
 
 
 def print_logging_report(overhead: dict) -> None:
@@ -324,8 +341,10 @@ def print_logging_report(overhead: dict) -> None:
         print(f"(4) request logging at 1.0 / off, {protocol:<4} 32 batch-1 clients: p50 {m['logging_p50_ms']:.2f} / "
               f"{m['off_p50_ms']:.2f} ms = {m['p50_ratio']:.2f}x (<= {TARGETS['logging_over_off_p50_max']}: "
               f"{'PASS' if m['pass'] else 'FAIL'}); req/s {m['logging_rps']:.0f} / {m['off_rps']:.0f} = "
-              f"{m['rps_ratio']:.2f}x")
-    print(f"    medians of {overhead['rounds']} rounds of {overhead['requests_per_cell']} requests; the logging "
+              f"{m['rps_ratio']:.2f}x; server CPU per request {m['logging_server_cpu_ms']:.2f} / "
+              f"{m['off_server_cpu_ms']:.2f} ms")
+    print(f"    ratios: medians of {overhead['rounds']} rounds of {overhead['requests_per_cell']} requests, each the "
+          f"logging cell over the off cell measured next to it; the logging "
           f"server's request_log_count {overhead['request_log_count']}, records in its files "
           f"{overhead['records_written']}")
 
