@@ -30,6 +30,7 @@ setup(
         "jinja2",
         "matplotlib",
         "psutil",  # tfxp dev: ends its child processes on a second Ctrl-C
+        "google-crc32c",  # the request logs' TFRecord checksums, without TensorFlow (serving/log_writer.py)
         # From 4.24 jsonschema imports rfc3987-syntax, which builds a Lark grammar at import (4.8 s here), whenever
         # the kubernetes client, which every TFX process imports (the InfraValidator's KubernetesRunner), finds
         # kubernetes-validate installed: 4.8 s more before every run, every test process and every Kubeflow step.

@@ -5,7 +5,9 @@ PredictRequests per client) x examples per request (1, 32) x concurrent clients 
 server at a time: batching off, batching with the batch scheduler, and with TensorFlow's
 BatchFunction op (`--batching_implementation=tf_op`). The floor is the same signature called in
 this process, single thread. Per cell: p50/p99 latency and requests/s over a fixed request count
-after a warm-up. Writes bench/results/serving_bench.json.
+after a warm-up. Then request logging's cost: 32 batch-1 clients against two servers alive at once,
+batching off, one logging every request (logging_config at sampling 1.0), in alternating rounds.
+Writes bench/results/serving_bench.json.
 
     python -m bench.serving_bench [--quick] [--requests N] [--model-dir runs/serving_model/<name>/<version>]
 """
@@ -15,6 +17,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import tempfile
 import threading
 import time
@@ -23,6 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from bench.common import figure, write_results
 from pipeline.config import load_config
 from bench.model_server import ModelServerProcess
+from serving.options import METRICS_PATH
 from tfxp import contract
 
 BATCH_SIZES = (1, 32)
@@ -43,7 +47,11 @@ BATCHING_WHY = ("max_batch_size 32: the largest request; num_batch_threads 2: th
                 "arrive while both batch threads run are batched together")
 SERVER_FLAGS = ["--access_log="]  # no access log line per request (TF Serving writes none)
 SERVERS = ("off", "scheduler", "tf_op")  # batching off, or on with this --batching_implementation
-TARGETS = {"grpc_over_in_process_p50_ms_max": 1.0, "batched_over_unbatched_rps_min": 3.0}
+TARGETS = {"grpc_over_in_process_p50_ms_max": 1.0, "batched_over_unbatched_rps_min": 3.0,
+           "logging_over_off_p50_max": 1.10}
+LOGGING_CLIENTS = 32
+LOGGING_REQUESTS = {"full": 2000, "quick": 320}  # per cell: 10 per client even in a quick run (p50 of 32 clients)
+LOGGING_ROUNDS = {"full": 5, "quick": 4}  # off and logging measured in turn, order swapped each round; medians
 
 
 # -- client processes -----------------------------------------------------------------------------
@@ -237,20 +245,118 @@ def in_process_batching(model_dir: str, examples, threads: int = 32, per_thread:
             "speedup": {k: v / results["off"] for k, v in results.items() if k != "off"}}
 
 
-def server_configs(tmp: str, model_name: str, model_dir: str) -> dict:
-    """Flags per server: the model dir's version only (a specific-version policy), batching or not."""
+def write_model_config(path: str, model_name: str, model_dir: str, logging_config: str = "") -> str:
+    """A models.config serving the model dir's version only (a specific-version policy)."""
     version = os.path.basename(os.path.normpath(model_dir))
-    config = os.path.join(tmp, "models.config")
-    with open(config, "w") as f:
+    with open(path, "w") as f:
         f.write(f'model_config_list {{ config {{ name: "{model_name}" base_path: '
                 f'"{os.path.dirname(os.path.abspath(model_dir))}" model_platform: "tensorflow" '
-                f"model_version_policy {{ specific {{ versions: {version} }} }} }} }}\n")
+                f"model_version_policy {{ specific {{ versions: {version} }} }} {logging_config}}} }}\n")
+    return path
+
+
+def server_configs(tmp: str, model_name: str, model_dir: str) -> dict:
+    """Flags per server: the model dir's version only, batching or not."""
+    config = write_model_config(os.path.join(tmp, "models.config"), model_name, model_dir)
     batching = os.path.join(tmp, "batching.config")
     with open(batching, "w") as f:
         f.write(" ".join(f"{k} {{ value: {v} }}" for k, v in BATCHING.items()) + "\n")
     base = [f"--model_config_file={config}", *SERVER_FLAGS]
     on = ["--enable_batching", f"--batching_parameters_file={batching}"]
     return {name: base + (on + [f"--batching_implementation={name}"] if name != "off" else []) for name in SERVERS}
+
+
+def request_logging_overhead(load, tmp: str, model_name: str, model_dir: str, payloads: dict, requests: int,
+                             warmup: int, rounds: int) -> dict:
+    """32 batch-1 clients on a server without request logging and on one logging every request (TF Serving's
+    logging_config, sampling 1.0, the default bounds), both alive at once, measured in turn (the order swapped
+    each round); per protocol the medians of the rounds and of the per-round ratios (the machine is shared: a
+    ratio of two cells measured one after the other drifts least), and what the logging server counted and wrote."""
+    import statistics
+
+    import requests as http
+    from tfxp import request_logs
+
+    prefix = os.path.join(tmp, "request_logs", model_name)
+    logged = write_model_config(os.path.join(tmp, "models_logged.config"), model_name, model_dir,
+                                f'logging_config {{ sampling_config {{ sampling_rate: 1.0 }} log_collector_config '
+                                f'{{ type: "tfrecord" filename_prefix: "{prefix}" }} }} ')
+    monitoring = os.path.join(tmp, "monitoring.config")
+    with open(monitoring, "w") as f:
+        f.write(f'prometheus_config {{ enable: true path: "{METRICS_PATH}" }}\n')
+    flags = {"off": server_configs(tmp, model_name, model_dir)["off"],
+             "logging": [f"--model_config_file={logged}", f"--monitoring_config_file={monitoring}", *SERVER_FLAGS]}
+    runs = {(server, protocol): [] for server in flags for protocol in ("grpc", "rest")}
+    with ModelServerProcess(flags["off"], tmp, wait_for_model=model_name) as off, \
+            ModelServerProcess(flags["logging"], tmp, wait_for_model=model_name) as on:
+        servers = {"off": off, "logging": on}
+        for round_ in range(rounds):
+            for protocol in ("grpc", "rest"):
+                for server in (("off", "logging") if round_ % 2 == 0 else ("logging", "off")):
+                    process = servers[server]
+                    url = process.grpc_target if protocol == "grpc" else f"{process.url}/v1/models/{model_name}:predict"
+                    runs[server, protocol].append(_with_server_cpu(process, lambda: load.run(
+                        protocol, url, payloads[protocol, 1], 1, LOGGING_CLIENTS, requests, warmup),
+                        LOGGING_CLIENTS * (math.ceil(requests / LOGGING_CLIENTS) + warmup)))
+        page = http.get(on.url + METRICS_PATH, timeout=30).text
+    counts = {status: sum(float(v) for v in re.findall(
+        rf':tensorflow:serving:request_log_count{{[^}}]*status_code="{status}"[^}}]*}} (\S+)', page))
+        for status in ("OK", "RESOURCE_EXHAUSTED", "INTERNAL")}
+    written = sum(1 for _ in request_logs.read_records(request_logs.log_files(prefix)))  # after SIGTERM: all files
+    cells, measured = [], {}
+    for (server, protocol), results in runs.items():
+        cells.append({"server": server, "protocol": protocol, "batch": 1, "clients": LOGGING_CLIENTS,
+                      "p50_ms": statistics.median(r["p50_ms"] for r in results),
+                      "requests_per_second": statistics.median(r["requests_per_second"] for r in results),
+                      "server_cpu_ms_per_request": statistics.median(r["server_cpu_ms_per_request"] for r in results),
+                      "rounds": results})
+    cell = {(c["server"], c["protocol"]): c for c in cells}
+    for protocol in ("grpc", "rest"):
+        off_cell, on_cell = cell["off", protocol], cell["logging", protocol]
+        pairs = list(zip(runs["logging", protocol], runs["off", protocol]))  # measured one right after the other
+        ratio = statistics.median(on["p50_ms"] / off["p50_ms"] for on, off in pairs)
+        measured[protocol] = {"off_p50_ms": off_cell["p50_ms"], "logging_p50_ms": on_cell["p50_ms"], "p50_ratio": ratio,
+                              "off_rps": off_cell["requests_per_second"], "logging_rps": on_cell["requests_per_second"],
+                              "rps_ratio": statistics.median(on["requests_per_second"] / off["requests_per_second"]
+                                                             for on, off in pairs),
+                              "off_server_cpu_ms": off_cell["server_cpu_ms_per_request"],
+                              "logging_server_cpu_ms": on_cell["server_cpu_ms_per_request"],
+                              "pass": ratio <= TARGETS["logging_over_off_p50_max"]}
+    return {"clients": LOGGING_CLIENTS, "requests_per_cell": requests, "rounds": rounds, "server_flags": flags,
+            "request_log_count": counts, "records_written": written, "cells": cells, "measured": measured}
+
+
+def _with_server_cpu(process, run, requests: int) -> dict:
+    """``run()``'s result with the server process's CPU time (user + system, all threads) per request."""
+    import psutil
+
+    server = psutil.Process(process.process.pid)
+    before = sum(server.cpu_times()[:2])
+    result = run()
+    return dict(result, server_cpu_ms_per_request=(sum(server.cpu_times()[:2]) - before) * 1000 / requests)
+
+
+def print_logging_report(overhead: dict) -> None:
+    for protocol, m in overhead["measured"].items():
+        print(f"(4) request logging at 1.0 / off, {protocol:<4} 32 batch-1 clients: p50 {m['logging_p50_ms']:.2f} / "
+              f"{m['off_p50_ms']:.2f} ms = {m['p50_ratio']:.2f}x (<= {TARGETS['logging_over_off_p50_max']}: "
+              f"{'PASS' if m['pass'] else 'FAIL'}); req/s {m['logging_rps']:.0f} / {m['off_rps']:.0f} = "
+              f"{m['rps_ratio']:.2f}x; server CPU per request {m['logging_server_cpu_ms']:.2f} / "
+              f"{m['off_server_cpu_ms']:.2f} ms")
+    print(f"    ratios: medians of {overhead['rounds']} rounds of {overhead['requests_per_cell']} requests, each the "
+          f"logging cell over the off cell measured next to it; the logging "
+          f"server's request_log_count {overhead['request_log_count']}, records in its files "
+          f"{overhead['records_written']}")
+
+
+def logging_figures(overhead: dict) -> list:
+    found = []
+    for protocol, m in overhead["measured"].items():
+        found.append(figure(f"p50 with request logging at 1.0 / off, 32 batch-1 clients, {protocol}", m["p50_ratio"],
+                            "x", TARGETS["logging_over_off_p50_max"], "lower"))
+        found.append(figure(f"req/s with request logging at 1.0 / off, 32 batch-1 clients, {protocol}", m["rps_ratio"],
+                            "x", better="higher"))
+    return found
 
 
 def default_model_dir(cfg) -> str:
@@ -363,10 +469,14 @@ def main(argv=None):
                                                   clients, requests, warmup)
                                 cells.append(dict(server=server, protocol=protocol, batch=batch, clients=clients,
                                                   **result))
+            print("request logging: off vs sampling 1.0 ...", flush=True)
+            overhead = request_logging_overhead(load, tmp, model_name, model_dir, payloads, LOGGING_REQUESTS[mode],
+                                                warmup, LOGGING_ROUNDS[mode])
     finally:
         load.close()
     targets = evaluate(cells, floor)
     print_report(cells, floor, targets)
+    print_logging_report(overhead)
     print("in-process, 32 threads of batch-1 calls, calls/s: " + ", ".join(
         f"{k} {v:.0f}" for k, v in batching_alone["calls_per_second"].items())
           + "; batched/unbatched: " + ", ".join(f"{k} {v:.2f}x" for k, v in batching_alone["speedup"].items()))
@@ -376,7 +486,8 @@ def main(argv=None):
         "clients": {"mode": CLIENT_MODE, "threads_per_process": THREADS_PER_PROCESS},
         "batching_parameters": BATCHING, "batching_parameters_why": BATCHING_WHY, "server_flags": configs,
         "in_process": {str(b): f for b, f in floor.items()}, "cells": cells, "targets": TARGETS, "measured": targets,
-        "in_process_batching": batching_alone, "figures": figures_of(targets, batching_alone)})
+        "in_process_batching": batching_alone, "request_logging": overhead,
+        "figures": figures_of(targets, batching_alone) + logging_figures(overhead)})
     print(f"wrote {path}")
 
 

@@ -365,6 +365,7 @@ def cmd_serve(args) -> int:
     if not args.model_base_path and not args.model_config_file:
         cfg = _load(args)
         args.model_name, args.model_base_path = cfg.pipeline_name, cfg.serving_model_dir
+        server.set_request_log_defaults(args, cfg.request_log_server_flags)  # serving.request_log, unless flags say
     return server.run_serve(args)
 
 

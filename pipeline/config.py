@@ -27,7 +27,7 @@ from components.custom.tflite_options import TFLiteOptions
 from components.training.options import TrainingOptions
 from pipeline.drift.options import DriftOptions
 from serving.options import (BatchingOptions, InfraValidationOptions, KubernetesOptions,
-                             ServingOptions, ServingTarget)
+                             RequestLogOptions, ServingOptions, ServingTarget)
 from tfxp.errors import TfxpError
 from tfxp.files import is_remote
 
@@ -209,6 +209,19 @@ class PipelineConfig:
         return ServingTarget(self.pipeline_name, self.serving_model_dir, self.serving_config_dir, self.serving)
 
     @property
+    def request_log_prefix(self) -> str:
+        """Where the servers `tfxp serve` and `tfxp dev` start on the pushed model write its request logs
+        (serving.request_log): <prefix>-<time>-<pid>-<n>.tfrecord files."""
+        return self._resolve(self.serving.request_log.filename_prefix) or os.path.join(
+            self.resolved_output_root, "request_logs", self.pipeline_name, self.pipeline_name)
+
+    @property
+    def request_log_server_flags(self) -> List[str]:
+        """The `tfxp serve` flags of serving.request_log ([] when it is not enabled)."""
+        options = self.serving.request_log
+        return options.server_flags(self.request_log_prefix) if options.enabled else []
+
+    @property
     def resolved_beam_args(self) -> List[str]:
         """The preset's flags, then ``beam_args`` (a later flag overrides an earlier one)."""
         return merge_beam_args(BEAM_PRESETS[self.beam_preset], self.beam_args)
@@ -264,7 +277,7 @@ class PipelineConfig:
 _SECTIONS = {PipelineConfig: {"training": TrainingOptions, "evaluation": EvaluationConfig,
                               "tflite": TFLiteOptions, "serving": ServingOptions, "drift": DriftOptions},
              ServingOptions: {"batching": BatchingOptions, "infra_validation": InfraValidationOptions,
-                              "kubernetes": KubernetesOptions}}
+                              "kubernetes": KubernetesOptions, "request_log": RequestLogOptions}}
 
 
 def _field_types(cls) -> Dict[str, Any]:

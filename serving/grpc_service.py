@@ -10,12 +10,13 @@ from typing import Callable
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from serving import errors, inference
+from serving import errors, inference, request_log
 from serving.manager import ModelManager
 from serving.metrics import Metrics
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("tfxp.serving.access")
+LOGGED = {"Predict": request_log.PREDICT, "Classify": request_log.CLASSIFY, "Regress": request_log.REGRESS}
 
 
 class _Calls:
@@ -34,6 +35,8 @@ class _Calls:
             out_spec = getattr(response, "model_spec", None)
             if out_spec is not None and out_spec.name:
                 version, signature = str(out_spec.version.value), out_spec.signature_name
+                if api in LOGGED:
+                    self.manager.log_request(out_spec.name, LOGGED[api], request_log.protos, request, response)
             return response
         except errors.ServingError as e:
             code = e.code

@@ -37,7 +37,6 @@ def _fill_model_spec(spec, servable: Servable, signature_name: str) -> None:
 
 def predict(servable: Servable, request):
     import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2
 
     signature = servable.signature(request.model_spec.signature_name)
     inputs = {}
@@ -46,9 +45,15 @@ def predict(servable: Servable, request):
             inputs[key] = tf.make_ndarray(proto)
         except Exception:  # noqa: BLE001 - TF's "tensor parsing error"
             raise errors.invalid_argument(f"tensor parsing error: {key}") from None
-    outputs = signature.run(inputs, list(request.output_filter))
+    return predict_response(servable, signature.key, signature.run(inputs, list(request.output_filter)))
+
+
+def predict_response(servable: Servable, signature_key: str, outputs):
+    """The PredictResponse of a signature's numpy outputs (by alias)."""
+    from tensorflow_serving.apis import predict_pb2
+
     response = predict_pb2.PredictResponse()
-    _fill_model_spec(response.model_spec, servable, signature.key)
+    _fill_model_spec(response.model_spec, servable, signature_key)
     for alias, value in outputs.items():
         fill_tensor_proto(response.outputs[alias], value)
     return response
@@ -89,12 +94,16 @@ def serialized_examples(input_proto) -> List[bytes]:
 
 
 def classify(servable: Servable, request):
+    signature = servable.signature(request.model_spec.signature_name, CLASSIFY_METHOD)
+    return classify_response(servable, signature.key, signature.classify(serialized_examples(request.input)))
+
+
+def classify_response(servable: Servable, signature_key: str, rows):
+    """The ClassificationResponse of Signature.classify's rows of (label, score)."""
     from tensorflow_serving.apis import classification_pb2
 
-    signature = servable.signature(request.model_spec.signature_name, CLASSIFY_METHOD)
-    rows = signature.classify(serialized_examples(request.input))
     response = classification_pb2.ClassificationResponse()
-    _fill_model_spec(response.model_spec, servable, signature.key)
+    _fill_model_spec(response.model_spec, servable, signature_key)
     for row in rows:
         classifications = response.result.classifications.add()
         for label, score in row:
@@ -107,12 +116,16 @@ def classify(servable: Servable, request):
 
 
 def regress(servable: Servable, request):
+    signature = servable.signature(request.model_spec.signature_name, REGRESS_METHOD)
+    return regress_response(servable, signature.key, signature.regress(serialized_examples(request.input)))
+
+
+def regress_response(servable: Servable, signature_key: str, values):
+    """The RegressionResponse of Signature.regress's values."""
     from tensorflow_serving.apis import regression_pb2
 
-    signature = servable.signature(request.model_spec.signature_name, REGRESS_METHOD)
-    values = signature.regress(serialized_examples(request.input))
     response = regression_pb2.RegressionResponse()
-    _fill_model_spec(response.model_spec, servable, signature.key)
+    _fill_model_spec(response.model_spec, servable, signature_key)
     for value in values:
         response.result.regressions.add(value=value)
     return response

@@ -89,6 +89,9 @@ class ModelManager:
         self._threads: List[threading.Thread] = []
         self.on_change: Optional[Callable[[str, int, str], None]] = None
         self.allow_labels_for_unavailable = False  # --allow_version_labels_for_unavailable_models
+        # serving/request_log.ServerRequestLogger (set by the server): each model's logging_config, applied
+        # with every config, as ServerCore's MaybeUpdateServerRequestLogger; ``log_request`` hands it calls.
+        self.request_logger = None
 
     # -- configuration ---------------------------------------------------------------------------
     def reload_config(self, config) -> None:
@@ -96,14 +99,17 @@ class ModelManager:
         point at a version available now, so a promotion between two loaded versions is one atomic
         switch), then adds, updates and removes models and loads and unloads what they aspire to.
         Raises ServingError, changing nothing, when a label points at a version that is not
-        available: as in TF Serving, add a version to the policy first and label it once it serves
-        (`tfxp release` does)."""
+        available (as in TF Serving, add a version to the policy first and label it once it serves:
+        `tfxp release` does), or when a logging_config cannot be applied (TF Serving applies the
+        models first, then fails). Each model's logging_config is applied last, as TF Serving does."""
         with self._lock:
             configs = list(config.model_config_list.config)
             names = [c.name for c in configs]
             for name in set(names):
                 if names.count(name) > 1:
                     raise errors.invalid_argument(f"Illegal to list model {name} multiple times in config list")
+            if self.request_logger is not None:
+                self.request_logger.check(config)
             new_labels = {}
             for model_config in configs:
                 model = self._models.get(model_config.name)
@@ -131,6 +137,14 @@ class ModelManager:
             for name in [n for n in self._models if n not in names]:
                 self._unload_all(name)
             self.poll()
+            if self.request_logger is not None:
+                self.request_logger.update(config)
+
+    def log_request(self, model_name: str, kind: str, build: Callable, *args) -> None:
+        """After a successful Predict/Classify/Regress: the request logger samples it (ServerCore::Log);
+        ``build(*args)`` returns its request and response protos, on the logger's thread. Never raises."""
+        if self.request_logger is not None:
+            self.request_logger.log(model_name, kind, build, *args)
 
     def model_names(self) -> List[str]:
         return sorted(self._models)

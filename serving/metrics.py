@@ -6,6 +6,9 @@
   ``:tensorflow:serving:request_count{model_name,status}`` and
   ``:tensorflow:serving:request_latency_*{model_name,API,entrypoint}`` (microseconds).
 * ``tfxp_serving_model_versions{model,state}``: how many versions of each model are in each state.
+* Request logs (serving/request_log.py): TF Serving's ``:tensorflow:serving:request_log_count{model_name,
+  status_code}`` per sampled request (OK: written; RESOURCE_EXHAUSTED: dropped, the queue was full; INTERNAL:
+  the write failed) and ``tfxp_serving_request_log_dropped_total{model,reason}`` (queue_full, error, stopped).
 """
 from __future__ import annotations
 
@@ -32,6 +35,11 @@ class _TFServingSeries:
         self.lock = threading.Lock()
         self.counts: Dict[Tuple[str, str], int] = defaultdict(int)
         self.latency: Dict[Tuple[str, str, str], list] = {}
+        self.log_counts: Dict[Tuple[str, str], int] = defaultdict(int)
+
+    def logged(self, model: str, status_code: str) -> None:
+        with self.lock:
+            self.log_counts[(model, status_code)] += 1
 
     def record(self, model: str, api: str, protocol: str, status: str, seconds: float) -> None:
         micros = seconds * 1e6
@@ -47,6 +55,7 @@ class _TFServingSeries:
         with self.lock:
             counts = dict(self.counts)
             latency = {k: list(v) for k, v in self.latency.items()}
+            log_counts = dict(self.log_counts)
         count = Metric(":tensorflow:serving:request_count", "The total number of requests.", "untyped")
         for (model, status), value in sorted(counts.items()):
             count.add_sample(":tensorflow:serving:request_count", {"model_name": model, "status": status}, value)
@@ -62,6 +71,13 @@ class _TFServingSeries:
                 buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
             histogram.add_metric([model, api, entrypoint], buckets, values[-1])
         yield histogram
+        if log_counts:
+            name = ":tensorflow:serving:request_log_count"
+            logged = Metric(name, "The total number of requests logged from the model server sliced down by "
+                                  "model_name and status code.", "untyped")
+            for (model, status_code), value in sorted(log_counts.items()):
+                logged.add_sample(name, {"model_name": model, "status_code": status_code}, value)
+            yield logged
 
 
 class Metrics:
@@ -78,6 +94,9 @@ class Metrics:
         self.registry.register(self.versions)
         self._tf_serving = _TFServingSeries()
         self.registry.register(self._tf_serving)
+        self.log_dropped = Counter("tfxp_serving_request_log_dropped", "Sampled requests whose log record was not "
+                                   "written, by model and reason (queue_full, error, stopped).", ["model", "reason"],
+                                   registry=self.registry)
 
     def record(self, model: str, version: str, signature: str, api: str, protocol: str, status: str,
                seconds: float) -> None:
@@ -85,6 +104,13 @@ class Metrics:
         self.requests.labels(*values).inc()
         self.latency.labels(*values).observe(seconds)
         self._tf_serving.record(model, api, protocol, status, seconds)
+
+    def request_logged(self, model: str, status_code: str) -> None:
+        """One sampled request's log record: written (OK), dropped or failed (TF Serving's request_log_count)."""
+        self._tf_serving.logged(model, status_code)
+
+    def request_log_dropped(self, model: str, reason: str) -> None:
+        self.log_dropped.labels(model, reason).inc()
 
     def page(self) -> bytes:
         return generate_latest(self.registry)

@@ -75,6 +75,55 @@ class KubernetesOptions:
 
 
 @dataclasses.dataclass
+class RequestLogOptions:
+    """Request logging in `tfxp serve` (serving/request_log.py; TF Serving's own server cannot log): each sampled
+    predict/classify/regress and its response as a PredictionLog in TFRecord files under ``filename_prefix``.
+    The config's serving.request_log, for the server `tfxp serve` and `tfxp dev` start on the pushed model;
+    the same values are `tfxp serve` flags (server_flags). Never written into the real server's models.config."""
+    enabled: bool = False
+    # null: <output_root>/request_logs/<pipeline_name>/<pipeline_name> (PipelineConfig.request_log_prefix)
+    filename_prefix: Optional[str] = None
+    sampling_rate: float = 1.0                 # each request is logged with this probability (TF Serving's rule)
+    max_file_bytes: int = 64 * 1024 * 1024     # a file is completed before it would grow past this ...
+    max_file_seconds: float = 3600             # ... or this long after it was opened, even when idle
+    max_total_bytes: int = 1024 * 1024 * 1024  # the prefix's files together; the oldest go first
+    queue_size: int = 1024                     # records waiting for the writer; beyond it they are dropped, counted
+
+    def check(self, name=lambda key: f"serving.request_log.{key}") -> None:
+        """Raises ValueError naming the key (``name(key)``: a config key or a flag) that cannot work."""
+        if not 0.0 <= self.sampling_rate <= 1.0:  # NaN fails too
+            raise ValueError(f"{name('sampling_rate')} must be in [0, 1], got {self.sampling_rate}")
+        for key in ("max_file_bytes", "max_total_bytes", "queue_size", "max_file_seconds"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"{name(key)} must be above 0, got {getattr(self, key)}")
+        if self.max_total_bytes < self.max_file_bytes:
+            raise ValueError(f"{name('max_total_bytes')} ({self.max_total_bytes}) must be at least "
+                             f"{name('max_file_bytes')} ({self.max_file_bytes})")
+        if self.filename_prefix is not None:
+            check_filename_prefix(self.filename_prefix, name("filename_prefix"))
+
+    def server_flags(self, filename_prefix: str) -> List[str]:
+        """The `tfxp serve` flags that log to ``filename_prefix`` with these settings."""
+        return [f"--request_log_filename_prefix={filename_prefix}", f"--request_log_sampling_rate={self.sampling_rate}",
+                *(f"--request_log_{key}={getattr(self, key)}" for key in REQUEST_LOG_LIMITS)]
+
+
+# The settings of RequestLogOptions that bound every logger of a server (not per model, unlike the prefix and rate).
+REQUEST_LOG_LIMITS = ("max_file_bytes", "max_file_seconds", "max_total_bytes", "queue_size")
+
+
+def check_filename_prefix(prefix: str, where: str) -> None:
+    """A request log's filename_prefix: a local path ending in a name part (files are <prefix>-<time>-...)."""
+    if not prefix:
+        raise ValueError(f"{where} is empty: expected a path such as /var/log/tfxp/chicago_taxi")
+    if "://" in prefix:
+        raise ValueError(f"{where} must be a local path (request logs are written to local files), got {prefix!r}")
+    if prefix.endswith("/"):
+        raise ValueError(f"{where} must end in a file name part (files are <prefix>-<time>-<pid>-<n>.tfrecord), "
+                         f"got {prefix!r}")
+
+
+@dataclasses.dataclass
 class ServingOptions:
     image: str = TF_SERVING_IMAGE
     # docker-compose: this many tensorflow/serving containers behind nginx.
@@ -85,9 +134,11 @@ class ServingOptions:
     batching: BatchingOptions = dataclasses.field(default_factory=BatchingOptions)
     infra_validation: InfraValidationOptions = dataclasses.field(default_factory=InfraValidationOptions)
     kubernetes: KubernetesOptions = dataclasses.field(default_factory=KubernetesOptions)
+    request_log: RequestLogOptions = dataclasses.field(default_factory=RequestLogOptions)
 
     def check(self) -> None:
         """Raises ValueError naming the ``serving.<key>`` that cannot work."""
+        self.request_log.check()
         iv, k8s = self.infra_validation, self.kubernetes
         if iv.platform not in VALIDATION_PLATFORMS:
             raise ValueError(f"serving.infra_validation.platform must be one of {', '.join(VALIDATION_PLATFORMS)}, "

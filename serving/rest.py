@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from google.protobuf import json_format
 
-from serving import errors, inference, json_tensor
+from serving import errors, inference, json_tensor, request_log
 from serving.manager import ModelManager
 from serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics
 from serving.servable import CLASSIFY_METHOD, REGRESS_METHOD, Servable
@@ -94,14 +94,19 @@ class RestApi:
 
     def predict(self, name, version, label, body: bytes, info: dict) -> str:
         document = json_tensor.parse_json(body)
-        signature_name = json_tensor.signature_name(document) or contract.SIGNATURE
+        asked = json_tensor.signature_name(document)
+        signature_name = asked or contract.SIGNATURE
         servable = self._servable(name, version, label, info)
         info["signature"] = signature_name
         if signature_name not in servable.signatures:
             raise errors.invalid_argument(f'Serving signature name: "{signature_name}" not found in signature def')
         signature = servable.signatures[signature_name]
         inputs, form = json_tensor.predict_inputs(document, signature.input_dtypes)
-        return json_tensor.predict_reply(signature.run(inputs), form)
+        outputs = signature.run(inputs)
+        reply = json_tensor.predict_reply(outputs, form)
+        self.manager.log_request(servable.name, request_log.PREDICT, request_log.rest_predict, servable, version,
+                                 label, asked, signature.key, inputs, outputs)
+        return reply
 
     def classify_regress(self, verb: str, name, version, label, body: bytes, info: dict) -> str:
         document = json_tensor.parse_json(body)
@@ -112,8 +117,16 @@ class RestApi:
         info["signature"] = signature.key
         examples = inference.serialized_examples(input_proto)
         if verb == "classify":
-            return json_tensor.classify_reply(signature.classify(examples))
-        return json_tensor.regress_reply(signature.regress(examples))
+            rows = signature.classify(examples)
+            reply = json_tensor.classify_reply(rows)
+            self.manager.log_request(servable.name, request_log.CLASSIFY, request_log.rest_classify, servable,
+                                     version, label, signature_name, signature.key, input_proto, rows)
+            return reply
+        values = signature.regress(examples)
+        reply = json_tensor.regress_reply(values)
+        self.manager.log_request(servable.name, request_log.REGRESS, request_log.rest_regress, servable, version,
+                                 label, signature_name, signature.key, input_proto, values)
+        return reply
 
     def status(self, name: str, version: Optional[int]) -> str:
         from tensorflow_serving.apis import get_model_status_pb2

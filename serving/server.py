@@ -12,13 +12,14 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Optional
 
-from serving import errors, protos
+from serving import errors, protos, request_log
 from serving.batching import IMPLEMENTATIONS
 from serving.manager import ModelManager
 from serving.metrics import DEFAULT_PATH as METRICS_PATH, Metrics
+from serving.options import REQUEST_LOG_LIMITS, RequestLogOptions
 from serving.servable import ServerBatching
 from tfxp import contract
 from tfxp.files import is_remote
@@ -82,6 +83,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max_concurrent_requests", type=int, default=256,
         help="not a TF Serving flag: requests in flight per protocol; more get 429/RESOURCE_EXHAUSTED")
     add("--access_log", default="-", help="not a TF Serving flag: access log file ('-': stderr, '': none)")
+    add_request_log_arguments(parser)
     # Not a TF Serving flag: for a server another program starts and owns (the InfraValidator's): it stops, as on
     # SIGTERM, when its standard input closes, which happens when that program ends, however it ends.
     add("--stop_on_stdin_eof", default=False, **boolean, help=argparse.SUPPRESS)
@@ -89,15 +91,83 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         add(f"--{name}", default=None, help=argparse.SUPPRESS)
 
 
+def add_request_log_arguments(parser: argparse.ArgumentParser) -> None:
+    """Not TF Serving flags (its server cannot log): request logging for one model, and the bounds of every
+    logger (serving/request_log.py). Defaults: serving/options.RequestLogOptions (None here: not given)."""
+    add, default = parser.add_argument, RequestLogOptions()
+    add("--request_log_filename_prefix", default=None,
+        help="log the --model_name model's requests to <prefix>-<time>-<pid>-<n>.tfrecord files (PredictionLog); "
+             "with --model_config_file, give each model a logging_config instead")
+    add("--request_log_sampling_rate", type=float, default=None,
+        help=f"share of requests logged, 0 to 1 (default {default.sampling_rate})")
+    add("--request_log_max_file_bytes", type=int, default=None,
+        help=f"a log file is completed before it grows past this (default {default.max_file_bytes})")
+    add("--request_log_max_file_seconds", type=float, default=None,
+        help=f"... or this long after it was opened (default {default.max_file_seconds:g})")
+    add("--request_log_max_total_bytes", type=int, default=None,
+        help=f"a prefix's files together; the oldest are deleted first (default {default.max_total_bytes})")
+    add("--request_log_queue_size", type=int, default=None,
+        help=f"records waiting to be written per prefix; more are dropped and counted (default {default.queue_size})")
+
+
+def set_request_log_defaults(args, flags: List[str]) -> None:
+    """The request log flags ``args`` does not give take their values from ``flags`` (e.g. the pipeline
+    config's serving.request_log: PipelineConfig.request_log_server_flags)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_request_log_arguments(parser)
+    for key, value in vars(parser.parse_args(flags)).items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+
+
+def request_log_options(args) -> RequestLogOptions:
+    """The request log flags, checked (ServeError naming the flag)."""
+    given = {key: getattr(args, f"request_log_{key}") for key in REQUEST_LOG_LIMITS + ("sampling_rate",)}
+    options = RequestLogOptions(filename_prefix=args.request_log_filename_prefix,
+                                **{k: v for k, v in given.items() if v is not None})
+    try:
+        options.check(name=lambda key: f"--request_log_{key}")
+    except ValueError as e:
+        raise ServeError(str(e)) from None
+    if options.filename_prefix is None and args.request_log_sampling_rate is not None:
+        raise ServeError("--request_log_sampling_rate needs --request_log_filename_prefix")
+    if options.filename_prefix is not None and args.model_config_file:
+        raise ServeError("--request_log_filename_prefix is for one model (--model_base_path); with "
+                         "--model_config_file give each model a logging_config (see docs/serving.md)")
+    return options
+
+
+def logging_config(filename_prefix: str, sampling_rate: float):
+    """TF Serving's LoggingConfig of a model whose requests this server logs to ``filename_prefix``."""
+    from tensorflow_serving.config import logging_config_pb2
+
+    config = logging_config_pb2.LoggingConfig()
+    config.log_collector_config.type = request_log.TFRECORD
+    config.log_collector_config.filename_prefix = filename_prefix
+    config.sampling_config.sampling_rate = sampling_rate
+    return config
+
+
 @dataclass
 class ServerOptions:
     model_config: object  # ModelServerConfig
     batching: Optional[ServerBatching]
     metrics_path: Optional[str]
+    request_log: RequestLogOptions = field(default_factory=RequestLogOptions)  # the bounds of every logger
 
 
 def _absolute(base_path: str) -> str:
     return base_path if is_remote(base_path) else os.path.abspath(base_path)
+
+
+def absolute_paths(config):
+    """A ModelServerConfig's base paths and log prefixes, relative to the working directory, made absolute."""
+    for model in config.model_config_list.config:
+        model.base_path = _absolute(model.base_path)
+        collector = model.logging_config.log_collector_config
+        if model.HasField("logging_config") and collector.filename_prefix:
+            collector.filename_prefix = os.path.abspath(collector.filename_prefix)
+    return config
 
 
 def options_from_args(args) -> ServerOptions:
@@ -108,6 +178,7 @@ def options_from_args(args) -> ServerOptions:
     if given:
         raise ServeError(f"--{given[0]} is a tensorflow_model_server flag that tfxp serve does not implement "
                          f"(see docs/serving.md)")
+    log_options = request_log_options(args)
     try:
         if args.model_config_file:
             config = protos.read_model_server_config(args.model_config_file)
@@ -115,15 +186,21 @@ def options_from_args(args) -> ServerOptions:
                 raise ServeError(f"{args.model_config_file}: expected a model_config_list")
         elif args.model_base_path:
             config = model_server_config_pb2.ModelServerConfig()
-            config.model_config_list.config.add(name=args.model_name, base_path=args.model_base_path,
-                                                model_platform="tensorflow")
+            model = config.model_config_list.config.add(name=args.model_name, base_path=args.model_base_path,
+                                                        model_platform="tensorflow")
+            if log_options.filename_prefix is not None:
+                model.logging_config.CopyFrom(logging_config(log_options.filename_prefix, log_options.sampling_rate))
         else:
             raise ServeError("Both server_options.model_base_path and server_options.model_config_file are empty! "
                              "(give --model_base_path or --model_config_file)")
         for model in config.model_config_list.config:
             if model.model_platform and model.model_platform != "tensorflow":
                 raise ServeError(f"Model {model.name} requests unsupported platform {model.model_platform}")
-            model.base_path = _absolute(model.base_path)
+        absolute_paths(config)
+        try:
+            request_log.check_model_server_config(config)
+        except errors.ServingError as e:
+            raise ServeError(f"{args.model_config_file or '--request_log_filename_prefix'}: {e.message}") from None
         batching = None
         if args.batching_parameters_file and not args.enable_batching:
             raise ServeError("server_options.batching_parameters_file is set without setting "
@@ -144,7 +221,7 @@ def options_from_args(args) -> ServerOptions:
         raise ServeError(str(e)) from None
     if args.port == 0 and args.rest_api_port == 0:
         raise ServeError("--port and --rest_api_port are both 0: nothing to serve on")
-    return ServerOptions(config, batching, metrics_path)
+    return ServerOptions(config, batching, metrics_path, log_options)
 
 
 def _setup_access_log(target: str) -> None:
@@ -173,6 +250,7 @@ class ModelServer:
         self.manager = ModelManager(options.batching, args.enable_model_warmup,
                                     warmup=lambda servable: inference.warm_up(servable, iterations))
         self.manager.on_change = self.metrics.versions.set
+        self.manager.request_logger = request_log.ServerRequestLogger(options.request_log, self.metrics)
         self.manager.allow_labels_for_unavailable = args.allow_version_labels_for_unavailable_models
         self.grpc_server = None
         self.grpc_port = 0
@@ -207,10 +285,7 @@ class ModelServer:
             args.model_config_file_poll_wait_seconds)
 
     def _read_config(self):
-        config = protos.read_model_server_config(self.args.model_config_file)
-        for model in config.model_config_list.config:
-            model.base_path = _absolute(model.base_path)
-        return config
+        return absolute_paths(protos.read_model_server_config(self.args.model_config_file))
 
     def _start_rest(self) -> None:
         import uvicorn
@@ -243,6 +318,7 @@ class ModelServer:
             self.grpc_server.stop(grace_seconds).wait()
         if self.rest_server is not None:
             self._rest_thread.join(grace_seconds)
+        self.manager.request_logger.close()  # what the requests answered queued is written, the files completed
 
     def serve_forever(self) -> None:
         stop = threading.Event()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 
 def is_remote(path: str) -> bool:
@@ -39,13 +39,17 @@ def write_atomically(path: str, data: Union[str, bytes], mode: int = 0o644) -> N
 
 
 @contextlib.contextmanager
-def atomic_path(path: str, mode: int = 0o644) -> Iterator[str]:
+def atomic_path(path: str, mode: int = 0o644, temporary: Optional[str] = None) -> Iterator[str]:
     """A temporary local path beside ``path``: write it inside the block; on success it replaces ``path``
-    (renamed, so readers never see it half-written), on an error it is removed."""
+    (renamed, so readers never see it half-written), on an error it is removed. ``temporary``: a name the
+    file's format fixes for it (request logs: ``<name>.tmp``, created by the caller) instead of a random one."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    os.close(fd)
+    if temporary is not None:
+        tmp = temporary
+    else:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+        os.close(fd)
     try:
         yield tmp
         os.chmod(tmp, mode)

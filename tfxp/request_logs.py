@@ -10,6 +10,7 @@ written under ``<name>.tfrecord.tmp`` and renamed when complete, so a reader see
 Their names sort in the order they were opened, per writer.
 
     log_files(location)        the complete files under a prefix or in a directory, oldest first
+    is_file_of(prefix, name)   whether a base name is one of a prefix's complete files (a writer's disk bound)
     read_logs(files)           the PredictionLog protos in them
     examples_of(log)           the serialized tf.Examples a PredictionLog's request carried
     input_examples(input)      the serialized tf.Examples of a classify/regress request's Input
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from typing import Iterable, Iterator, List, Optional
 
 from tfxp import contract
@@ -34,6 +36,16 @@ def _is_remote(path: str) -> bool:
 def file_name(prefix: str, opened_utc: str, pid: int, sequence: int) -> str:
     """A complete file's name (``opened_utc`` as %Y%m%dT%H%M%S); its temporary name adds TEMP_SUFFIX."""
     return f"{prefix}-{opened_utc}-{pid}-{sequence:06d}{SUFFIX}"
+
+
+_NAME_AFTER_PREFIX = re.compile(r"-\d{8}T\d{6}-\d+-\d{6,}" + re.escape(SUFFIX))
+
+
+def is_file_of(prefix_name: str, name: str) -> bool:
+    """Whether the base name ``name`` is a complete file (file_name) of the prefix whose last part (after
+    the last '/') is ``prefix_name``: ``chicago_taxi`` owns ``chicago_taxi-20261203T101500-42-000001.tfrecord``,
+    not ``chicago_taxi_v2-...``. What a writer may count and delete to keep its prefix's disk bound."""
+    return name.startswith(prefix_name) and _NAME_AFTER_PREFIX.fullmatch(name, len(prefix_name)) is not None
 
 
 def log_files(location: str) -> List[str]:

@@ -58,7 +58,8 @@ class DevSession:
         try:
             if prepare_data:
                 local_runner.ensure_data(self.cfg)
-            self.server = ServedModel(self.cfg.pipeline_name, self.cfg.serving_model_dir, grpc_port, rest_port)
+            self.server = ServedModel(self.cfg.pipeline_name, self.cfg.serving_model_dir, grpc_port, rest_port,
+                                      self.cfg.request_log_server_flags)
             self.server.start()
             self._stack.callback(self.server.stop)
         except BaseException:

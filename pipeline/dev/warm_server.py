@@ -17,7 +17,7 @@ import argparse
 import collections
 import logging
 import time
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from tfx.components.infra_validator import error_types
 from tfx.components.infra_validator.model_server_runners import base_runner
@@ -66,16 +66,18 @@ def _start_server(flags: List[str]) -> serving_server.ModelServer:
 class ServedModel:
     """The pushed model, served on ``grpc_port`` and ``rest_port`` while the loop runs."""
 
-    def __init__(self, model_name: str, base_path: str, grpc_port: int, rest_port: int):
+    def __init__(self, model_name: str, base_path: str, grpc_port: int, rest_port: int,
+                 request_log_flags: Sequence[str] = ()):
         self.model_name, self.base_path = model_name, base_path
         self.grpc_port, self.rest_port = grpc_port, rest_port
+        self.request_log_flags = list(request_log_flags)  # the config's serving.request_log, as `tfxp serve` flags
         self._server: Optional[serving_server.ModelServer] = None
 
     def start(self) -> None:
         self._server = _start_server([
             f"--host={HOST}", f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
             f"--model_name={self.model_name}", f"--model_base_path={self.base_path}", "--access_log=",
-            "--file_system_poll_wait_seconds=1", "--rest_api_num_threads=4"])
+            "--file_system_poll_wait_seconds=1", "--rest_api_num_threads=4", *self.request_log_flags])
 
     @property
     def versions(self) -> List[int]:

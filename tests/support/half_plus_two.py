@@ -64,3 +64,21 @@ def write_warmup(version_dir: str, xs=(1.0, 2.0)) -> str:
             log.predict_log.request.inputs["x"].CopyFrom(tf.make_tensor_proto([[x]], dtype=tf.float32))
             writer.write(log.SerializeToString())
     return path
+
+
+def write_examples_model(export_dir: str, a: float = 0.5, b: float = 2.0) -> str:
+    """y = a*x + b behind the serving contract's shape (tfxp/contract.py): ``serving_default`` takes
+    serialized tf.Examples (``examples``, DT_STRING [-1], feature ``x``) and returns ``outputs``."""
+    import tensorflow as tf
+
+    from tfxp import contract
+
+    class ExamplesModel(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.EXAMPLES)])
+        def serve(self, examples):
+            x = tf.io.parse_example(examples, {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"]
+            return {contract.OUTPUTS: a * x + b}
+
+    module = ExamplesModel()
+    tf.saved_model.save(module, export_dir, signatures={contract.SIGNATURE: module.serve})
+    return export_dir
