@@ -27,5 +27,6 @@ RUN pip install -r constraints.txt
 COPY . ./
 RUN pip install --no-deps . && python -c "import components.training.trainer, components.preprocessing, pipeline.pipeline"
 
-# The image's default command is the TFX v2 entrypoint's; KFP passes its own command and args.
+# The image's default command is the TFX v2 entrypoint's; KFP passes its own command and args, and so does
+# the request-log sink's Deployment (tfxp log-sink, serving/k8s/log-sink/).
 CMD ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor", "--help"]

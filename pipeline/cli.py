@@ -12,6 +12,7 @@
     tfxp drift     skew of served requests (or any data) against the training data, or drift between windows
     tfxp diagnose-input   is training input-bound or compute-bound? (after a run)
     tfxp serve / predict / inspect   serve the pushed model (TF Serving's APIs), query it, describe it
+    tfxp log-sink  receive KServe's payload-logger events, write them as request logs (PredictionLog TFRecords)
     tfxp serving-config   models.config, batching and monitoring files for TF Serving; deploy files
     tfxp release   canary VERSION | promote | rollback: move the labels in models.config
 """
@@ -332,6 +333,14 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_serve_arguments(p)
     _add_config_args(p)
     p.set_defaults(func=cmd_serve)
+
+    from serving import log_sink
+    p = sub.add_parser("log-sink", help="receive KServe's payload-logger CloudEvents and write them as request logs",
+                       description="On KServe, where the real tensorflow/serving cannot log requests: the "
+                                   "InferenceService's logger sends each request and response here, and they are "
+                                   "written as PredictionLog TFRecords under --filename_prefix (docs/deployment.md).")
+    log_sink.add_log_sink_arguments(p)
+    p.set_defaults(func=log_sink.run_log_sink)
 
     p = sub.add_parser("predict", help="send raw rows (JSON lines or CSV) to a served model, print predictions")
     predict_command.add_predict_arguments(p)

@@ -27,7 +27,7 @@ from components.custom.tflite_options import TFLiteOptions
 from components.training.options import TrainingOptions
 from pipeline.drift.options import DriftOptions
 from serving.options import (BatchingOptions, InfraValidationOptions, KubernetesOptions,
-                             RequestLogOptions, ServingOptions, ServingTarget)
+                             PayloadLoggerOptions, RequestLogOptions, ServingOptions, ServingTarget)
 from tfxp.errors import TfxpError
 from tfxp.files import is_remote
 
@@ -205,8 +205,9 @@ class PipelineConfig:
     @property
     def serving_target(self) -> ServingTarget:
         """What serving/ is told of the pushed model: its name, where it is pushed, its config dir, the
-        serving: section (serving/ reads nothing else of the config)."""
-        return ServingTarget(self.pipeline_name, self.serving_model_dir, self.serving_config_dir, self.serving)
+        serving: section and the project's image (serving/ reads nothing else of the config)."""
+        return ServingTarget(self.pipeline_name, self.serving_model_dir, self.serving_config_dir, self.serving,
+                             self.image)
 
     @property
     def request_log_prefix(self) -> str:
@@ -277,7 +278,8 @@ class PipelineConfig:
 _SECTIONS = {PipelineConfig: {"training": TrainingOptions, "evaluation": EvaluationConfig,
                               "tflite": TFLiteOptions, "serving": ServingOptions, "drift": DriftOptions},
              ServingOptions: {"batching": BatchingOptions, "infra_validation": InfraValidationOptions,
-                              "kubernetes": KubernetesOptions, "request_log": RequestLogOptions}}
+                              "kubernetes": KubernetesOptions, "request_log": RequestLogOptions},
+             KubernetesOptions: {"payload_logger": PayloadLoggerOptions}}
 
 
 def _field_types(cls) -> Dict[str, Any]:

@@ -16,6 +16,8 @@ preset's), which a test compares with the rendering. Two ways to serve the same 
 * ``kserve/*.yaml``: a KServe InferenceService of the same model, and its canary form. They sit in a
   subfolder so that ``kubectl apply -f serving/k8s/`` applies the plain set only (and never both
   InferenceService forms, which name the same object).
+* ``log-sink/*.yaml`` (serving.kubernetes.payload_logger): the ``tfxp log-sink`` that KServe's payload
+  logger, turned on in both InferenceServices, sends every request and response to (serving/k8s_log_sink.py).
 
 Every name, port and path comes from serving/options.py and the ServingTarget it is given. TensorFlow is
 imported only to read config files from a remote (gs://) config dir.
@@ -29,18 +31,16 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
+from serving import k8s_log_sink
+from serving.k8s_names import (  # noqa: F401 (names, labels and ManifestError are used as k8s.<name> too)
+    GRPC_PORT_NAME, HTTP_PORT_NAME, KSERVE_COMPONENT, MAX_NAME_LENGTH, PART_OF, PROMETHEUS_ANNOTATIONS,
+    TF_SERVING_COMPONENT, TF_SERVING_SUFFIX, ManifestError, configmap_name, container_security_context, labels,
+    metadata, pod_security_context, resource_name, selector, tf_serving_name)
 from serving.options import (CONTAINER_CONFIG_DIR, GRPC_PORT, METRICS_PATH, MODEL_CONFIG_FILE, REST_PORT,
                              ServingTarget)
-from tfxp.errors import TfxpError
 from tfxp.files import is_remote, write_atomically
 
 SERVING_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-class ManifestError(ValueError, TfxpError):
-    """A manifest that Kubernetes (or KServe) would reject: names the serving.kubernetes key or the file."""
-
-
 K8S_DIR = os.path.join(SERVING_DIR, "k8s")
 PRESET_CONFIG = "pipeline/configs/kubeflow.yaml"   # what the committed serving/k8s/ files are rendered from
 REGENERATE = f"python -m pipeline.serving_files k8s --config {PRESET_CONFIG} --out serving/k8s"
@@ -50,25 +50,14 @@ DEPLOYMENT_FILE, SERVICE_FILE, HPA_FILE, PDB_FILE, CONFIGMAP_FILE = (
 INFERENCE_SERVICE_FILE = "kserve/inferenceservice.yaml"
 CANARY_INFERENCE_SERVICE_FILE = "kserve/inferenceservice-canary.yaml"
 
-# Labels (Kubernetes' recommended app.kubernetes.io/ ones) and names.
-PART_OF = "tfx-pipeline-project"
-TF_SERVING_COMPONENT = "tf-serving"                 # the Deployment's pods: the Service selects these
-KSERVE_COMPONENT = "inferenceservice"               # KServe's pods: never selected by the plain Service
-TF_SERVING_SUFFIX = "-tfserving"                    # KServe creates a Service named after the
-CONFIGMAP_SUFFIX = "-tfserving-config"              # InferenceService: the plain objects must differ
-# KServe's (Knative's) revisions are named <name>-predictor-00001 and must stay a 63-character label.
-MAX_NAME_LENGTH = 63 - len("-predictor-00001")
-_DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 CONFIGMAP_MAX_BYTES = 1024 * 1024
 
 # The container. The tensorflow/serving image's entrypoint script adds --model_name/--model_base_path
 # of its own; the binary is run directly instead (KServe's TF runtime and Kubeflow's tf-serving
-# template do the same). The image defines no user: run it as 1000, as KServe's runtime does.
+# template do the same).
 CONTAINER_NAME = "tensorflow-serving"
 SERVER_BINARY = "/usr/bin/tensorflow_model_server"
-NON_ROOT_ID = 1000
-GRPC_PORT_NAME, HTTP_PORT_NAME = "grpc", "http"     # also the ports' appProtocol (Istio, KServe)
 CONFIG_VOLUME, MODEL_VOLUME = "tfserving-config", "model"
 PROBE_PERIOD_SECONDS = 10
 STARTUP_PROBE_PERIOD_SECONDS = 5
@@ -77,7 +66,6 @@ STARTUP_PROBE_PERIOD_SECONDS = 5
 # still in flight.
 PRE_STOP_SECONDS = 10
 TERMINATION_GRACE_SECONDS = 30
-PROMETHEUS_ANNOTATIONS = ("prometheus.io/scrape", "prometheus.io/path", "prometheus.io/port")
 
 # KServe: the documented `predictor.model` form, TF Serving runtime (kserve-tensorflow-serving).
 KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
@@ -94,48 +82,7 @@ MODEL_VERSION_ANNOTATION = f"{PART_OF}/model-version"
 NEWEST = "newest"   # the annotation's value when no version is named
 
 
-# -- names, labels, where the model is ------------------------------------------------------------
-def resource_name(target: ServingTarget) -> str:
-    """The Kubernetes name of the pipeline's objects: pipeline_name, lowercase, '_' -> '-'."""
-    name = target.model_name.lower().replace("_", "-")
-    if not _DNS_1035_LABEL.fullmatch(name) or len(name) > MAX_NAME_LENGTH:
-        raise ManifestError(
-            f"pipeline_name {target.model_name!r} cannot name Kubernetes objects: {name!r} must start with a "
-            f"letter, end with a letter or digit and have at most {MAX_NAME_LENGTH} characters (a DNS-1035 "
-            f"label short enough for KServe's '<name>-predictor-00001')")
-    return name
-
-
-def tf_serving_name(target: ServingTarget) -> str:
-    """The Deployment, Service, HPA and PDB."""
-    return resource_name(target) + TF_SERVING_SUFFIX
-
-
-def configmap_name(target: ServingTarget) -> str:
-    return resource_name(target) + CONFIGMAP_SUFFIX
-
-
-def labels(target: ServingTarget, component: str) -> Dict[str, str]:
-    return {"app.kubernetes.io/name": resource_name(target), "app.kubernetes.io/part-of": PART_OF,
-            "app.kubernetes.io/component": component}
-
-
-def selector(target: ServingTarget) -> Dict[str, str]:
-    """The Deployment's pods (the Service, the PDB): not KServe's, whose component differs."""
-    return {key: value for key, value in labels(target, TF_SERVING_COMPONENT).items()
-            if key != "app.kubernetes.io/part-of"}
-
-
-def _metadata(target: ServingTarget, name: str, component: str, annotations: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
-    meta: Dict[str, Any] = {"name": name}
-    if target.options.kubernetes.namespace:
-        meta["namespace"] = target.options.kubernetes.namespace
-    meta["labels"] = labels(target, component)
-    if annotations:
-        meta["annotations"] = annotations
-    return meta
-
-
+# -- where the model is --------------------------------------------------------------------------
 def model_volume_claim(target: ServingTarget) -> Optional[str]:
     """The PVC holding a local push dir (None for a remote one); a clear error when it is missing."""
     if is_remote(target.model_base_path):
@@ -196,7 +143,7 @@ def deployment(target: ServingTarget) -> Dict[str, Any]:
                           "timeoutSeconds": 5, "failureThreshold": 3},
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SECONDS)]}}},
         "resources": _resources(target),
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "securityContext": container_security_context(),
         "volumeMounts": [{"name": CONFIG_VOLUME, "mountPath": CONTAINER_CONFIG_DIR, "readOnly": True}],
     }
     volumes: List[Dict[str, Any]] = [{"name": CONFIG_VOLUME, "configMap": {"name": configmap_name(target)}}]
@@ -211,8 +158,7 @@ def deployment(target: ServingTarget) -> Dict[str, Any]:
         pod_spec["serviceAccountName"] = k8s.service_account
     pod_spec.update({
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": NON_ROOT_ID, "runAsGroup": NON_ROOT_ID,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": pod_security_context(),
         "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
                                        "whenUnsatisfiable": "ScheduleAnyway",
                                        "labelSelector": {"matchLabels": selector(target)}}],
@@ -223,7 +169,7 @@ def deployment(target: ServingTarget) -> Dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(target, tf_serving_name(target), TF_SERVING_COMPONENT),
+        "metadata": metadata(target, tf_serving_name(target), TF_SERVING_COMPONENT),
         # No `replicas`: the HorizontalPodAutoscaler owns the count (a `replicas` here would reset it
         # on every `kubectl apply`); it raises a new Deployment to min_replicas.
         "spec": {
@@ -239,7 +185,7 @@ def service(target: ServingTarget) -> Dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(target, tf_serving_name(target), TF_SERVING_COMPONENT),
+        "metadata": metadata(target, tf_serving_name(target), TF_SERVING_COMPONENT),
         "spec": {
             "type": "ClusterIP",
             "selector": selector(target),
@@ -256,7 +202,7 @@ def horizontal_pod_autoscaler(target: ServingTarget) -> Dict[str, Any]:
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": _metadata(target, tf_serving_name(target), TF_SERVING_COMPONENT),
+        "metadata": metadata(target, tf_serving_name(target), TF_SERVING_COMPONENT),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": tf_serving_name(target)},
             "minReplicas": k8s.min_replicas,
@@ -276,7 +222,7 @@ def pod_disruption_budget(target: ServingTarget) -> Dict[str, Any]:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _metadata(target, tf_serving_name(target), TF_SERVING_COMPONENT),
+        "metadata": metadata(target, tf_serving_name(target), TF_SERVING_COMPONENT),
         "spec": {"minAvailable": k8s.min_available, "selector": {"matchLabels": selector(target)}},
     }
 
@@ -296,7 +242,7 @@ def config_map(target: ServingTarget, config_files: Dict[str, str]) -> Dict[str,
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _metadata(target, configmap_name(target), TF_SERVING_COMPONENT),
+        "metadata": metadata(target, configmap_name(target), TF_SERVING_COMPONENT),
         "data": dict(sorted(config_files.items())),
     }
 
@@ -322,11 +268,13 @@ def inference_service(target: ServingTarget) -> Dict[str, Any]:
     if k8s.service_account:
         predictor["serviceAccountName"] = k8s.service_account
     predictor["model"] = model
+    if k8s_log_sink.enabled(target):
+        predictor["logger"] = k8s_log_sink.logger_spec(target)
     return {
         "apiVersion": KSERVE_API_VERSION,
         "kind": "InferenceService",
         # KServe's TF runtime names the model after the InferenceService (--model_name={{.Name}}).
-        "metadata": _metadata(target, resource_name(target), KSERVE_COMPONENT, dict(KSERVE_DEPLOYMENT_MODE)),
+        "metadata": metadata(target, resource_name(target), KSERVE_COMPONENT, dict(KSERVE_DEPLOYMENT_MODE)),
         "spec": {"predictor": predictor},
     }
 
@@ -417,6 +365,15 @@ def render_manifests(target: ServingTarget, config_files: Optional[Dict[str, str
         "a new version is what starts a new revision, which gets canaryTrafficPercent of the traffic.",
         f"Promote:  {promote}",
         f"Rollback: {rollback}"])
+    sink = k8s_log_sink.manifests(target)
+    if sink:
+        prefix = target.options.kubernetes.payload_logger.filename_prefix
+        manifests[k8s_log_sink.DEPLOYMENT_FILE] = _yaml(target, sink[k8s_log_sink.DEPLOYMENT_FILE], [
+            "tfxp log-sink: the InferenceService's payload logger sends it every request and response (CloudEvents);",
+            f"it writes them as request logs (PredictionLog TFRecords) under {prefix}, which tfxp drift reads.",
+            "Apply log-sink/ before the InferenceService."])
+        manifests[k8s_log_sink.SERVICE_FILE] = _yaml(target, sink[k8s_log_sink.SERVICE_FILE], [
+            f"The payload logger's url: {k8s_log_sink.logger_url(target)}"])
     return manifests
 
 

@@ -7,6 +7,7 @@ label names. No TensorFlow here: loading a config reads this module.
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 import re
 from typing import List, Optional
 from tfxp import contract
@@ -55,6 +56,49 @@ class InfraValidationOptions:
 
 
 @dataclasses.dataclass
+class PayloadLoggerOptions:
+    """serving.kubernetes.payload_logger: KServe's payload logger on the InferenceService (the real
+    tensorflow/serving cannot log requests), sending every request and response to a `tfxp log-sink`
+    Deployment of the project's image (the config's ``image``), which writes them as request logs under
+    ``filename_prefix`` with serving.request_log's file limits (serving/k8s_log_sink.py)."""
+    enabled: bool = False
+    # gs://... (the sink's service account must be allowed to write there; files are written in the pod,
+    # then uploaded whole), or an absolute path on volume_claim (mounted read-write at its directory).
+    filename_prefix: Optional[str] = None
+    volume_claim: Optional[str] = None
+    service_account: Optional[str] = None
+    # A request whose response has not come by then is dropped and counted (KServe sends no response
+    # event for an error), and so is a response without its request.
+    pair_timeout_seconds: float = 60.0
+    cpu_request: str = "250m"
+    memory_request: str = "1Gi"
+    cpu_limit: str = "1"
+    memory_limit: str = "2Gi"
+
+    def check(self) -> None:
+        key = "serving.kubernetes.payload_logger"
+        if not self.pair_timeout_seconds > 0:
+            raise ValueError(f"{key}.pair_timeout_seconds must be above 0, got {self.pair_timeout_seconds}")
+        if not self.enabled:
+            return
+        prefix = self.filename_prefix
+        if not prefix:
+            raise ValueError(f"{key}.enabled needs {key}.filename_prefix: a gs:// prefix, or an absolute path on "
+                             f"{key}.volume_claim")
+        if prefix.endswith("/") or posixpath.basename(prefix) in ("", ".", ".."):
+            raise ValueError(f"{key}.filename_prefix must end in a file name part (files are "
+                             f"<prefix>-<time>-<pid>-<n>.tfrecord), got {prefix!r}")
+        if "://" in prefix:
+            if not prefix.startswith("gs://"):
+                raise ValueError(f"{key}.filename_prefix must be gs://... or a path on a volume claim, got {prefix!r}")
+            if self.volume_claim:
+                raise ValueError(f"{key}.volume_claim is for a local filename_prefix; {prefix} is in a bucket")
+        elif not posixpath.isabs(prefix) or not self.volume_claim:
+            raise ValueError(f"{key}.filename_prefix {prefix!r} is a local path: it must be absolute and on "
+                             f"{key}.volume_claim (a PersistentVolumeClaim the sink writes to), or be gs://...")
+
+
+@dataclasses.dataclass
 class KubernetesOptions:
     """The Deployment, Service, HPA, PDB and KServe InferenceService under serving/k8s/."""
     namespace: Optional[str] = None          # null: the kubectl context's namespace
@@ -72,6 +116,7 @@ class KubernetesOptions:
     model_volume_claim: Optional[str] = None
     service_account: Optional[str] = None    # e.g. one bound to a GCP service account (gs:// access)
     canary_traffic_percent: int = 10         # KServe canary rollout
+    payload_logger: PayloadLoggerOptions = dataclasses.field(default_factory=PayloadLoggerOptions)
 
 
 @dataclasses.dataclass
@@ -140,6 +185,7 @@ class ServingOptions:
         """Raises ValueError naming the ``serving.<key>`` that cannot work."""
         self.request_log.check()
         iv, k8s = self.infra_validation, self.kubernetes
+        k8s.payload_logger.check()
         if iv.platform not in VALIDATION_PLATFORMS:
             raise ValueError(f"serving.infra_validation.platform must be one of {', '.join(VALIDATION_PLATFORMS)}, "
                              f"got {iv.platform!r}")
@@ -161,9 +207,12 @@ class ServingOptions:
         if not 0 < k8s.target_cpu_utilization <= 100:
             raise ValueError(f"serving.kubernetes.target_cpu_utilization must be a percent, "
                              f"got {k8s.target_cpu_utilization}")
-        for key, value, rule, limit in (("namespace", k8s.namespace, _DNS_1123_LABEL, 63),
-                                        ("service_account", k8s.service_account, _DNS_1123_SUBDOMAIN, 253),
-                                        ("model_volume_claim", k8s.model_volume_claim, _DNS_1123_SUBDOMAIN, 253)):
+        for key, value, rule, limit in (
+                ("namespace", k8s.namespace, _DNS_1123_LABEL, 63),
+                ("service_account", k8s.service_account, _DNS_1123_SUBDOMAIN, 253),
+                ("model_volume_claim", k8s.model_volume_claim, _DNS_1123_SUBDOMAIN, 253),
+                ("payload_logger.volume_claim", k8s.payload_logger.volume_claim, _DNS_1123_SUBDOMAIN, 253),
+                ("payload_logger.service_account", k8s.payload_logger.service_account, _DNS_1123_SUBDOMAIN, 253)):
             if value is not None and (not rule.fullmatch(value) or len(value) > limit):
                 raise ValueError(f"serving.kubernetes.{key} must be a Kubernetes name (lowercase letters, digits, "
                                  f"'-'; at most {limit} characters), got {value!r}")
@@ -203,8 +252,11 @@ class ServingTarget:
     model_base_path  where the versions are pushed, <model_base_path>/<version>/ (local or gs://...)
     config_dir       where `tfxp serving-config` writes the server's config files (models.config, ...)
     options          how it is served and deployed (the config's ``serving:`` section)
+    project_image    the project's own image (tfxp in it; the config's ``image``): pods that run project
+                     code, the request-log sink's
     """
     model_name: str
     model_base_path: str
     config_dir: str
     options: ServingOptions = dataclasses.field(default_factory=ServingOptions)
+    project_image: str = ""

@@ -150,17 +150,25 @@ class RequestLogger:
 
 
 def prediction_log(entry: _Entry):
-    """The PredictionLog of one sampled request (TF Serving's RequestLogger::Log metadata)."""
+    """The PredictionLog of one sampled request."""
+    request, response = entry.build(*entry.args)
+    return log_record(entry.kind, request, response, entry.sampling_config, entry.timestamp)
+
+
+def log_record(kind: str, request, response, sampling_config, timestamp_secs: int):
+    """A PredictionLog (``kind``: PREDICT, CLASSIFY or REGRESS) of a request and its response, with TF Serving's
+    RequestLogger::Log metadata: the response's model spec, the sampling config, the tags, the time. Every
+    writer of request logs builds its records here: `tfxp serve`'s loggers and `tfxp log-sink`
+    (serving/payload_events.py)."""
     from tensorflow_serving.apis import prediction_log_pb2
 
-    request, response = entry.build(*entry.args)
     record = prediction_log_pb2.PredictionLog()
     metadata = record.log_metadata
     metadata.model_spec.CopyFrom(response.model_spec)
-    metadata.sampling_config.CopyFrom(entry.sampling_config)
+    metadata.sampling_config.CopyFrom(sampling_config)
     metadata.saved_model_tags.append(SERVE_TAG)
-    metadata.timestamp_secs = entry.timestamp
-    logged = getattr(record, entry.kind)
+    metadata.timestamp_secs = timestamp_secs
+    logged = getattr(record, kind)
     logged.request.CopyFrom(request)
     logged.response.CopyFrom(response)
     return record

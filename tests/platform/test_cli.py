@@ -26,6 +26,7 @@ from serving.client import ClientError, ServingRequestError, ServingUnavailable
 from serving.inspect import NotAModelError
 from serving.k8s import ManifestError
 from serving.load_balancer import ComposeError
+from serving.log_sink import SinkError
 from serving.release import ReleaseError
 from serving.server import ServeError
 from bench.model_server import ModelServerProcess, free_port
@@ -53,7 +54,7 @@ def tfxp(*args, cwd):
     (DataError, 2, ValueError), (ConfigError, 2, ValueError), (SchemaError, 2, ValueError),
     (UserCodeError, 2, ValueError), (ServeError, 2, ValueError), (ClientError, 2, ValueError),
     (NotAModelError, 2, ValueError), (ReleaseError, 2, ValueError), (InputError, 2, ValueError),
-    (ManifestError, 2, ValueError), (ComposeError, 2, ValueError),
+    (ManifestError, 2, ValueError), (ComposeError, 2, ValueError), (SinkError, 2, ValueError),
     (SubmitError, 2, RuntimeError), (RunLockedError, 2, RuntimeError), (BeamServicesError, 1, RuntimeError),
     (PipelineRunError, 1, RuntimeError), (ServingRequestError, 1, RuntimeError), (ServingUnavailable, 1, RuntimeError),
     (AnomaliesFoundError, 3, RuntimeError),
@@ -175,6 +176,7 @@ BAD_INPUT_BY_COMMAND = {
                        "serving.kubernetes.namespace must be a Kubernetes name"),
     "release": (["release", "canary"], "tfxp release canary needs the VERSION"),
     "inspect": (["inspect", "{tmp}"], "not a model"),
+    "log-sink": (["log-sink", "--filename_prefix", "s3://bucket/logs/taxi"], "must be a local path or gs://"),
 }
 
 

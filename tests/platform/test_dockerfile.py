@@ -43,3 +43,13 @@ def test_the_kubeflow_preset_schema_path_is_where_the_image_puts_it():
 def test_the_image_checks_the_module_paths_the_pipeline_compiles_in():
     from pipeline.pipeline import RUN_FN
     assert RUN_FN.rpartition(".")[0] in DOCKERFILE
+
+
+def test_the_image_runs_the_request_log_sink_it_is_deployed_for():
+    """serving/k8s/log-sink/ runs `tfxp log-sink` in this image (the config's `image`)."""
+    from serving import k8s_log_sink
+
+    assert k8s_log_sink.COMMAND == ["tfxp", "log-sink"]
+    with open(os.path.join(PROJECT_ROOT, "setup.py")) as f:
+        assert '"tfxp=pipeline.cli:main"' in f.read()   # pip install . puts tfxp on PATH
+    assert _in_image("serving/log_sink.py") and _in_image("serving/payload_events.py")

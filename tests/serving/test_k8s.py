@@ -12,6 +12,7 @@
   (x-kubernetes-validations), enums and list-type uniqueness are not checked.
 * Consistency: what the manifests say agrees with serving/options.py, the config and models.config.
 """
+import argparse
 import copy
 import os
 import re
@@ -26,7 +27,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from pipeline import serving_files
 from pipeline.config import ConfigError, load_config
-from serving import k8s
+from serving import k8s, k8s_log_sink, log_sink
 from serving.options import (BATCHING_PARAMETERS_FILE, CANARY, CONTAINER_CONFIG_DIR, GRPC_PORT, METRICS_PATH,
                              MODEL_CONFIG_FILE, MONITORING_CONFIG_FILE, REST_PORT, STABLE)
 from tests.support import registry_schemas
@@ -38,6 +39,8 @@ KUBERNETES_VERSION = "1.30.0"
 KUBERNETES_FILES = (k8s.DEPLOYMENT_FILE, k8s.SERVICE_FILE, k8s.HPA_FILE, k8s.PDB_FILE)
 KSERVE_FILES = (k8s.INFERENCE_SERVICE_FILE, k8s.CANARY_INFERENCE_SERVICE_FILE)
 CLAIM, NAMESPACE, SERVICE_ACCOUNT = "pipeline-models", "ml-serving", "tf-serving-reader"
+SINK_FILES = (k8s_log_sink.DEPLOYMENT_FILE, k8s_log_sink.SERVICE_FILE)
+LOG_CLAIM, LOG_PREFIX = "request-logs", "/var/log/tfxp/chicago_taxi"
 
 DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 DNS_1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -167,6 +170,7 @@ def test_inference_services_validate_against_kserves_types(which, kubeflow, clai
 
 @pytest.mark.parametrize("path, typo", [(("spec", "predictor"), "canaryTraficPercent"),
                                         (("spec", "predictor", "model"), "storageURI"),
+                                        (("spec", "predictor", "logger"), "urll"),
                                         (("spec",), "predicter")])
 def test_a_misspelt_inference_service_field_fails(kubeflow, kserve_validator, path, typo):
     isvc = parse(k8s.render_manifests(kubeflow))[k8s.CANARY_INFERENCE_SERVICE_FILE]
@@ -435,3 +439,118 @@ def test_the_command_renders_a_config_and_its_config_files(tmp_path):
 def test_a_kubernetes_name_in_the_config_that_is_no_name_is_a_clear_error_when_the_config_loads(key, value):
     with pytest.raises(ConfigError, match=rf"serving\.kubernetes\.{key} must be a Kubernetes name"):
         local_config(f"serving.kubernetes.model_volume_claim={CLAIM}", f"serving.kubernetes.{key}={value}")
+
+
+# -- the payload logger and the log sink -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def logged_on_claim():
+    """A local push dir and request logs, each on a claim, in a namespace."""
+    return local_config(f"serving.kubernetes.model_volume_claim={CLAIM}", f"serving.kubernetes.namespace={NAMESPACE}",
+                        "serving.kubernetes.payload_logger.enabled=true",
+                        f"serving.kubernetes.payload_logger.filename_prefix={LOG_PREFIX}",
+                        f"serving.kubernetes.payload_logger.volume_claim={LOG_CLAIM}")
+
+
+def sink_container(manifests):
+    (only,) = manifests[k8s_log_sink.DEPLOYMENT_FILE]["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def sink_flags(ctr):
+    parser = argparse.ArgumentParser()
+    log_sink.add_log_sink_arguments(parser)
+    return parser.parse_args(ctr["args"])   # the pod's flags are tfxp log-sink's
+
+
+@pytest.mark.parametrize("which", ["kubeflow", "logged_on_claim"])
+def test_the_payload_logger_sends_to_the_sink_and_both_validate(which, kubeflow, logged_on_claim, kserve_validator):
+    cfg = {"kubeflow": kubeflow, "logged_on_claim": logged_on_claim}[which]
+    manifests = parse(k8s.render_manifests(cfg))
+    for name in SINK_FILES:
+        validate_kubernetes(manifests[name])
+        check_names_and_labels(manifests[name])
+    service = manifests[k8s_log_sink.SERVICE_FILE]
+    namespace = cfg.options.kubernetes.namespace
+    host = service["metadata"]["name"] + (f".{namespace}.svc.cluster.local" if namespace else "")
+    for name in KSERVE_FILES:
+        # KServe's LoggerSpec has mode and url (the strict check fails on a field it lacks).
+        validate_inference_service(kserve_validator, manifests[name])
+        assert manifests[name]["spec"]["predictor"]["logger"] == {"mode": "all", "url": f"http://{host}/"}
+    # The url's port (80, none named) reaches the sink's container port.
+    ctr = sink_container(manifests)
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == 80 and port_number(ctr, port["targetPort"]) == log_sink.DEFAULT_PORT
+    assert sink_flags(ctr).port == log_sink.DEFAULT_PORT and sink_flags(ctr).host == "0.0.0.0"
+    pod_labels = manifests[k8s_log_sink.DEPLOYMENT_FILE]["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert manifests[k8s_log_sink.DEPLOYMENT_FILE]["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+    # Neither Service selects the other's pods (nor KServe's).
+    tf_serving_pods = manifests[k8s.DEPLOYMENT_FILE]["spec"]["template"]["metadata"]["labels"]
+    assert not service["spec"]["selector"].items() <= tf_serving_pods.items()
+    assert not manifests[k8s.SERVICE_FILE]["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_the_sink_runs_tfxp_from_the_project_image_with_the_configs_files(kubeflow):
+    manifests = parse(k8s.render_manifests(kubeflow))
+    deployment = manifests[k8s_log_sink.DEPLOYMENT_FILE]
+    ctr = sink_container(manifests)
+    assert ctr["image"] == load_config(KUBEFLOW_CONFIG, ["schema_path=pipeline/schema/schema.pbtxt"]).image
+    assert ctr["command"] == ["tfxp", "log-sink"]
+    flags, logger, files = sink_flags(ctr), kubeflow.options.kubernetes.payload_logger, kubeflow.options.request_log
+    assert flags.filename_prefix == logger.filename_prefix and flags.filename_prefix.startswith("gs://")
+    assert (flags.max_file_bytes, flags.max_file_seconds, flags.max_total_bytes, flags.queue_size) == (
+        files.max_file_bytes, files.max_file_seconds, files.max_total_bytes, files.queue_size)
+    assert flags.pair_timeout_seconds == logger.pair_timeout_seconds
+    # gs://: files are written in an emptyDir spool, then uploaded; the spool holds the writer's bound.
+    (mount,) = ctr["volumeMounts"]
+    (volume,) = deployment["spec"]["template"]["spec"]["volumes"]
+    assert mount["mountPath"] == flags.spool_dir and volume["name"] == mount["name"]
+    assert int(volume["emptyDir"]["sizeLimit"]) >= files.max_total_bytes
+    # One process pairs requests with responses: one replica, never two at once.
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert ctr[probe]["httpGet"] == {"path": log_sink.HEALTH_PATH, "port": "http"}
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert (annotations["prometheus.io/path"], annotations["prometheus.io/port"]) == (
+        log_sink.METRICS_PATH, str(log_sink.DEFAULT_PORT))
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and ctr["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_a_local_prefix_is_written_on_its_claim(logged_on_claim):
+    manifests = parse(k8s.render_manifests(logged_on_claim))
+    ctr = sink_container(manifests)
+    pod = manifests[k8s_log_sink.DEPLOYMENT_FILE]["spec"]["template"]["spec"]
+    (volume,) = pod["volumes"]
+    (mount,) = ctr["volumeMounts"]
+    assert volume["persistentVolumeClaim"] == {"claimName": LOG_CLAIM} and mount["name"] == volume["name"]
+    assert mount["mountPath"] == os.path.dirname(LOG_PREFIX) and not mount.get("readOnly")
+    assert sink_flags(ctr).filename_prefix == LOG_PREFIX
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]   # the claim is writable
+    for obj in manifests.values():
+        assert obj["metadata"]["namespace"] == NAMESPACE
+
+
+def test_without_the_payload_logger_there_is_no_logger_and_no_sink():
+    cfg = kubeflow_config("serving.kubernetes.payload_logger.enabled=false")
+    manifests = parse(k8s.render_manifests(cfg))
+    assert not set(SINK_FILES) & set(manifests)
+    for name in KSERVE_FILES:
+        assert "logger" not in manifests[name]["spec"]["predictor"]
+
+
+@pytest.mark.parametrize("overrides, says", [
+    ([], "payload_logger.enabled needs serving.kubernetes.payload_logger.filename_prefix"),
+    (["serving.kubernetes.payload_logger.filename_prefix=s3://bucket/logs/taxi"], "must be gs://"),
+    (["serving.kubernetes.payload_logger.filename_prefix=gs://bucket/logs/"], "must end in a file name part"),
+    (["serving.kubernetes.payload_logger.filename_prefix=/var/log/taxi"], "on serving.kubernetes.payload_logger.volume_claim"),
+    (["serving.kubernetes.payload_logger.filename_prefix=logs/taxi",
+      f"serving.kubernetes.payload_logger.volume_claim={LOG_CLAIM}"], "must be absolute"),
+    (["serving.kubernetes.payload_logger.filename_prefix=gs://bucket/logs/taxi",
+      f"serving.kubernetes.payload_logger.volume_claim={LOG_CLAIM}"], "is in a bucket"),
+    (["serving.kubernetes.payload_logger.filename_prefix=/var/log/taxi",
+      "serving.kubernetes.payload_logger.volume_claim=Logs"], "payload_logger.volume_claim must be a Kubernetes name"),
+])
+def test_a_payload_logger_that_cannot_work_is_a_clear_error_when_the_config_loads(overrides, says):
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        local_config("serving.kubernetes.payload_logger.enabled=true", *overrides)
