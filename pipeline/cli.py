@@ -172,7 +172,8 @@ def cmd_drift(args) -> int:
 
     cfg = _load(args)
     with quiet_libraries():
-        result = check.check(cfg, args.data, args.reference, args.output, args.model_version)
+        result = check.check(cfg, args.data or cfg.request_log_prefix, args.reference, args.output,
+                             args.model_version)
     print(f"compared {result.current.describe()}")
     print(f"{result.summary()} ({result.seconds:.1f} s)")
     print(f"wrote the page to {os.path.abspath(result.page)} (file://{os.path.abspath(result.page)})")
@@ -307,8 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "model's run (or with --reference) by the schema's skew/drift comparators; "
                                    "writes one HTML page. Exit 0: within every threshold; 3: some crossed; "
                                    "2: bad input.")
-    p.add_argument("--data", required=True, metavar="PATH",
-                   help="request logs (a filename_prefix or a directory), TFRecords of tf.Example, or a .csv file")
+    p.add_argument("--data", default=None, metavar="PATH",
+                   help="request logs (a filename_prefix or a directory), TFRecords of tf.Example, or a .csv file "
+                        "(default: the request logs of the config's serving.request_log)")
     p.add_argument("--reference", default=None, metavar="PATH",
                    help="an earlier window of the same kinds (drift); default: the training data (skew)")
     p.add_argument("--model-version", type=int, default=None, dest="model_version", metavar="N",
