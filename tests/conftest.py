@@ -31,11 +31,16 @@ TASK_PACKAGES = ["synth_binary", "synth_multiclass", "synth_regression"]
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marks
 def pytest_collection_modifyitems(items):
-    """Each test gets the marks of the fixtures it uses (``@uses``), and e2e implies beam and training."""
+    """Each test gets the marks of the fixtures it uses (``@uses``), and e2e implies beam and training.
+
+    And a group for `make test`'s two worker processes (pytest-xdist, --dist loadgroup): a file's tests stay
+    together (its module fixtures run once), and every test of the sample's run in one worker (it runs once)."""
     for item in items:
         present = {m.name for m in item.iter_markers()}
         for marker in sorted(marks.implied_markers(item) - present):
             item.add_marker(marker)
+        group = "sample_run" if "sample_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.hookimpl(hookwrapper=True)
