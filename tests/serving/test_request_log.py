@@ -238,15 +238,9 @@ def test_a_reload_with_a_logging_config_it_cannot_apply_is_refused_and_changes_n
 @pytest.mark.slow
 def test_sigterm_writes_what_is_queued_and_completes_the_file(half_plus_two_base, tmp_path):
     """`tfxp serve` on a pipeline config's pushed model, logging as its serving.request_log says."""
-    import yaml
-
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({  # the pushed model: <serving_dir>/<pipeline_name>/<version>
-        "pipeline_name": MODEL, "data_root": str(tmp_path / "data"), "output_root": str(tmp_path / "runs"),
-        "serving_dir": os.path.dirname(half_plus_two_base),
-        "serving": {"request_log": {"enabled": True, "max_file_seconds": 3600}}}))
+    config = pipeline_config(tmp_path, half_plus_two_base, enabled=True, max_file_seconds=3600)
     prefix = str(tmp_path / "runs" / "request_logs" / MODEL / MODEL)  # PipelineConfig.request_log_prefix
-    server = ModelServerProcess(["--config", str(config)], str(tmp_path), wait_for_model=MODEL)
+    server = ModelServerProcess(["--config", config], str(tmp_path), wait_for_model=MODEL)
     try:
         predict, _ = stubs(server)
         for x in range(10):
@@ -263,6 +257,36 @@ def test_sigterm_writes_what_is_queued_and_completes_the_file(half_plus_two_base
     logs = list(request_logs.read_logs(request_logs.log_files(prefix)))
     assert len(logs) == 20 and {log.log_metadata.model_spec.name for log in logs} == {MODEL}
     assert not [p for p in directory.iterdir() if p.name.endswith(".tmp")]
+
+
+def pipeline_config(tmp_path, half_plus_two_base, **request_log):
+    """A pipeline config whose pushed model is half_plus_two (<serving_dir>/<pipeline_name>/<version>)."""
+    import yaml
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "pipeline_name": MODEL, "data_root": str(tmp_path / "data"), "output_root": str(tmp_path / "runs"),
+        "serving_dir": os.path.dirname(half_plus_two_base), "serving": {"request_log": request_log}}))
+    return str(path)
+
+
+@pytest.mark.slow  # imports TFX (the dev loop's InfraValidator runner is beside its server): about 7 s
+def test_the_dev_loop_s_server_logs_as_the_config_s_serving_request_log_says(half_plus_two_base, tmp_path):
+    from bench.model_server import free_port
+    from pipeline.config import load_config
+    from pipeline.dev.warm_server import ServedModel
+
+    cfg = load_config(pipeline_config(tmp_path, half_plus_two_base, enabled=True, sampling_rate=1.0))
+    served = ServedModel(cfg.pipeline_name, cfg.serving_model_dir, free_port(), free_port(), cfg.request_log_server_flags)
+    served.start()
+    try:
+        reply = requests.post(f"http://127.0.0.1:{served.rest_port}/v1/models/{MODEL}:predict",
+                              json={"instances": [[3.0]]}, timeout=30)
+        assert reply.json() == {"predictions": [[3.5]]}
+    finally:
+        served.stop()
+    logs = list(request_logs.read_logs(request_logs.log_files(cfg.request_log_prefix)))
+    assert [tf.make_ndarray(log.predict_log.request.inputs["x"]).tolist() for log in logs] == [[[3.0]]]
 
 
 @pytest.mark.slow
