@@ -26,7 +26,7 @@ import os
 import struct
 import threading
 import time
-from typing import Deque, Dict, Iterator, List, Tuple
+from typing import Deque, Dict, Iterator, List, Optional, Tuple
 
 import google_crc32c
 
@@ -60,6 +60,19 @@ _sequences_lock = threading.Lock()
 def _next_sequence(prefix: str) -> int:
     with _sequences_lock:
         return next(_sequences.setdefault(prefix, itertools.count(1)))
+
+
+def location_problem(filename_prefix: str) -> Optional[str]:
+    """Why files cannot be written under ``filename_prefix`` (its folder, or the nearest existing one above it
+    that the writer would create it in, is not a writable folder), or None."""
+    folder = os.path.dirname(os.path.abspath(filename_prefix))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        return f"{folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} is not writable"
+    return None
 
 
 class LogWriter:

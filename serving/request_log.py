@@ -31,7 +31,7 @@ import time
 from typing import Callable, Dict, NamedTuple, Optional
 
 from serving import errors, inference
-from serving.log_writer import LogWriter
+from serving.log_writer import LogWriter, location_problem
 from serving.metrics import Metrics
 from serving.options import RequestLogOptions, check_filename_prefix
 from serving.servable import SERVE_TAG
@@ -63,6 +63,10 @@ def check_logging_config(model_name: str, logging_config) -> None:
         check_filename_prefix(collector.filename_prefix, "logging_config.log_collector_config.filename_prefix")
     except ValueError as e:
         raise errors.invalid_argument(f"model {model_name}: {e}") from None
+    problem = location_problem(collector.filename_prefix)
+    if problem:
+        raise errors.failed_precondition(f"model {model_name}: cannot log requests under "
+                                         f"{collector.filename_prefix}: {problem}")
 
 
 def check_model_server_config(config) -> None:
@@ -209,8 +213,15 @@ class ServerRequestLogger:
                 if not model.HasField("logging_config"):
                     continue
                 prefix = model.logging_config.log_collector_config.filename_prefix
-                logger = used.get(prefix) or self._loggers.get(prefix) or RequestLogger(prefix, self.options,
-                                                                                        self.metrics)
+                logger = used.get(prefix) or self._loggers.get(prefix)
+                if logger is None:
+                    try:
+                        logger = RequestLogger(prefix, self.options, self.metrics)
+                    except OSError as e:  # its directory cannot be listed: a file, no permission
+                        for new in set(used.values()) - set(self._loggers.values()):
+                            new.close()
+                        raise errors.failed_precondition(f"model {model.name}: cannot log requests under {prefix}: "
+                                                         f"{e}") from None
                 used[prefix] = logger
                 sampling = logging_config_pb2.SamplingConfig()
                 sampling.CopyFrom(model.logging_config.sampling_config)

@@ -5,6 +5,7 @@ import base64
 import concurrent.futures
 import os
 import re
+import shutil
 import time
 
 import grpc
@@ -85,7 +86,7 @@ def logged(half_plus_two_base, examples_model_base, tmp_path_factory):
     entries = [model_entry(EX, examples_model_base, logs / "all"), model_entry(MODEL, half_plus_two_base, logs / "all"),
                model_entry("never", examples_model_base, logs / "never", rate=0.0),
                model_entry("half", examples_model_base, logs / "half", rate=0.5),
-               model_entry("later", examples_model_base)]
+               model_entry("later", examples_model_base), model_entry("fragile", examples_model_base, logs / "fragile" / "m")]
     config = tmp / "models.config"
     write_atomically(str(config), config_text(entries))
     server = ModelServerProcess([f"--model_config_file={config}", f"--monitoring_config_file={monitoring_file(tmp)}",
@@ -193,6 +194,29 @@ def test_a_failed_request_is_not_logged(logged):
     assert metric(logged, ":tensorflow:serving:request_log_count", model_name=EX, status_code="OK") == before + 1
 
 
+def test_a_failed_write_is_counted_and_the_request_still_answered(logged):
+    folder, body = logged.logs / "fragile", {"instances": [{"b64": base64.b64encode(example(1.0)).decode()}]}
+
+    def counted(status):
+        return metric(logged, ":tensorflow:serving:request_log_count", model_name="fragile", status_code=status)
+    rest(logged, "fragile:predict", body)
+    assert len(logs_of(str(folder / "m"), 1)) == 1  # written, the file complete
+    shutil.rmtree(folder)
+    folder.write_text("a file where the logs' folder was")
+    try:
+        assert rest(logged, "fragile:predict", body) == {"predictions": [[2.5]]}
+        deadline = time.monotonic() + 10
+        while counted("INTERNAL") < 1:
+            assert time.monotonic() < deadline, "the failed write was not counted"
+            time.sleep(0.05)
+        assert metric(logged, "tfxp_serving_request_log_dropped_total", model="fragile", reason="error") == 1
+    finally:
+        folder.unlink()
+    rest(logged, "fragile:predict", body)  # the folder is back: logging goes on
+    assert len(logs_of(str(folder / "m"), 1)) == 1 and counted("OK") == 2
+    assert "request log" in logged.log() and "cannot write a record of model fragile" in logged.log()
+
+
 def test_sampling_0_logs_nothing_and_0_5_about_half(logged):
     body = {"instances": [{"b64": base64.b64encode(example(1.0)).decode()}]}
     with requests.Session() as session:
@@ -216,7 +240,8 @@ def test_a_config_reload_applies_each_model_s_new_logging_config(logged):
     rest(logged, "later:predict", body)
     prefix = str(logged.logs / "later")
     config = model_server_config_pb2.ModelServerConfig()
-    entries = logged.entries[:-1] + [model_entry("later", logged.examples_model_base, prefix)]
+    entries = [model_entry("later", logged.examples_model_base, prefix) if '"later"' in entry else entry
+               for entry in logged.entries]
     text_format.Parse(config_text(entries), config)
     stubs(logged)[1].HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(config=config), timeout=60)
     rest(logged, "later:predict", body)
@@ -238,15 +263,9 @@ def test_a_reload_with_a_logging_config_it_cannot_apply_is_refused_and_changes_n
 @pytest.mark.slow
 def test_sigterm_writes_what_is_queued_and_completes_the_file(half_plus_two_base, tmp_path):
     """`tfxp serve` on a pipeline config's pushed model, logging as its serving.request_log says."""
-    import yaml
-
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({  # the pushed model: <serving_dir>/<pipeline_name>/<version>
-        "pipeline_name": MODEL, "data_root": str(tmp_path / "data"), "output_root": str(tmp_path / "runs"),
-        "serving_dir": os.path.dirname(half_plus_two_base),
-        "serving": {"request_log": {"enabled": True, "max_file_seconds": 3600}}}))
+    config = pipeline_config(tmp_path, half_plus_two_base, enabled=True, max_file_seconds=3600)
     prefix = str(tmp_path / "runs" / "request_logs" / MODEL / MODEL)  # PipelineConfig.request_log_prefix
-    server = ModelServerProcess(["--config", str(config)], str(tmp_path), wait_for_model=MODEL)
+    server = ModelServerProcess(["--config", config], str(tmp_path), wait_for_model=MODEL)
     try:
         predict, _ = stubs(server)
         for x in range(10):
@@ -263,6 +282,36 @@ def test_sigterm_writes_what_is_queued_and_completes_the_file(half_plus_two_base
     logs = list(request_logs.read_logs(request_logs.log_files(prefix)))
     assert len(logs) == 20 and {log.log_metadata.model_spec.name for log in logs} == {MODEL}
     assert not [p for p in directory.iterdir() if p.name.endswith(".tmp")]
+
+
+def pipeline_config(tmp_path, half_plus_two_base, **request_log):
+    """A pipeline config whose pushed model is half_plus_two (<serving_dir>/<pipeline_name>/<version>)."""
+    import yaml
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "pipeline_name": MODEL, "data_root": str(tmp_path / "data"), "output_root": str(tmp_path / "runs"),
+        "serving_dir": os.path.dirname(half_plus_two_base), "serving": {"request_log": request_log}}))
+    return str(path)
+
+
+@pytest.mark.slow  # imports TFX (the dev loop's InfraValidator runner is beside its server): about 7 s
+def test_the_dev_loop_s_server_logs_as_the_config_s_serving_request_log_says(half_plus_two_base, tmp_path):
+    from bench.model_server import free_port
+    from pipeline.config import load_config
+    from pipeline.dev.warm_server import ServedModel
+
+    cfg = load_config(pipeline_config(tmp_path, half_plus_two_base, enabled=True, sampling_rate=1.0))
+    served = ServedModel(cfg.pipeline_name, cfg.serving_model_dir, free_port(), free_port(), cfg.request_log_server_flags)
+    served.start()
+    try:
+        reply = requests.post(f"http://127.0.0.1:{served.rest_port}/v1/models/{MODEL}:predict",
+                              json={"instances": [[3.0]]}, timeout=30)
+        assert reply.json() == {"predictions": [[3.5]]}
+    finally:
+        served.stop()
+    logs = list(request_logs.read_logs(request_logs.log_files(cfg.request_log_prefix)))
+    assert [tf.make_ndarray(log.predict_log.request.inputs["x"]).tolist() for log in logs] == [[[3.0]]]
 
 
 @pytest.mark.slow
@@ -334,6 +383,14 @@ def test_a_logging_config_tfxp_serve_cannot_apply_is_one_line_and_exit_2(case, h
                       f'log_collector_config {{ {collector} }} }} }} }}\n')
     code, lines = tfxp_serve(capsys, f"--model_config_file={config}")
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"tfxp serve: error: {config}: model m: {message}")
+
+
+def test_a_filename_prefix_under_a_file_is_one_line_and_exit_2(half_plus_two_base, tmp_path, capsys):
+    (tmp_path / "blocker").write_text("")
+    prefix = tmp_path / "blocker" / "logs" / "m"
+    code, lines = tfxp_serve(capsys, "--model_base_path", half_plus_two_base, f"--request_log_filename_prefix={prefix}")
+    assert code == 2 and lines == [f"tfxp serve: error: --request_log_filename_prefix: model default: cannot log "
+                                   f"requests under {prefix}: {tmp_path / 'blocker'} is not a folder"]
 
 
 @pytest.mark.parametrize("flags, message", [
