@@ -120,8 +120,8 @@ def write_csv(files: Sequence[str], csv_path: str, task: Task, features: Sequenc
             values = task.prediction_values(np.stack([output for _, output in batch]))
             for (example, _), prediction in zip(batch, values):
                 feature = tf.train.Example.FromString(example).features.feature
-                writer.writerow([_cell(feature[name], declared.get(name)) if name in feature else "" for name in columns]
-                                + [_text(v) for v in prediction])
+                cells = [_cell(feature[name], declared.get(name)) if name in feature else "" for name in columns]
+                writer.writerow(cells + [_text(v) for v in prediction])
             rows += len(batch)
             batch.clear()
 
