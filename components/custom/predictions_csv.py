@@ -39,6 +39,7 @@ CSV_FILE = "predictions.csv"
 SUMMARY_FILE = "summary.json"
 PREDICTION_LOGS = "prediction_logs-*"  # BulkInferrer's file names (tfx/components/bulk_inferrer/executor.py)
 _ROWS_PER_BATCH = 4096
+_DT_FLOAT = 1  # tensorflow/core/framework/types.proto
 _FLUSH_CHARS = 1 << 20
 
 
@@ -52,19 +53,29 @@ def prediction_log_files(inference_result_uri: str) -> List[str]:
     return sorted(fileio.glob(os.path.join(inference_result_uri, PREDICTION_LOGS)))
 
 
+def _outputs(tensor) -> np.ndarray:
+    if tensor.dtype == _DT_FLOAT and tensor.float_val:  # what RunInference writes: 5x faster than tf.make_ndarray
+        return np.asarray(tensor.float_val, np.float32)
+    import tensorflow as tf
+    return tf.make_ndarray(tensor)
+
+
 def read_predictions(files: Sequence[str]) -> Iterator[Tuple[bytes, np.ndarray]]:
     """(serialized tf.Example, the model's output row for it) for every example of every PredictionLog."""
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
-    for record in tf.data.TFRecordDataset(list(files), compression_type="GZIP").as_numpy_iterator():
-        prediction_log = prediction_log_pb2.PredictionLog.FromString(record)
-        if prediction_log.WhichOneof("log_type") != "predict_log":
-            raise ValueError(f"{files[0]}...: expected PredictionLogs of the {contract.SIGNATURE} signature's "
-                             f"predict call, got a {prediction_log.WhichOneof('log_type')}")
-        examples = prediction_log.predict_log.request.inputs[contract.EXAMPLES].string_val
-        outputs = tf.make_ndarray(prediction_log.predict_log.response.outputs[contract.OUTPUTS])
-        yield from zip(examples, outputs.reshape(len(examples), -1))
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    for path in files:
+        # TensorFlow's record iterator, not tf.data: a tenth of the time per record in a Python loop.
+        for record in tf.compat.v1.io.tf_record_iterator(path, options):
+            prediction_log = prediction_log_pb2.PredictionLog.FromString(record)
+            if prediction_log.WhichOneof("log_type") != "predict_log":
+                raise ValueError(f"{path}: expected PredictionLogs of the {contract.SIGNATURE} signature's predict "
+                                 f"call, got a {prediction_log.WhichOneof('log_type')}")
+            examples = prediction_log.predict_log.request.inputs[contract.EXAMPLES].string_val
+            outputs = _outputs(prediction_log.predict_log.response.outputs[contract.OUTPUTS])
+            yield from zip(examples, outputs.reshape(len(examples), -1))
 
 
 def _text(value: Any) -> str:
