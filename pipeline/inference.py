@@ -110,9 +110,8 @@ def _convert_csv(cfg, path: str, user, needed: List[str]) -> RowsToScore:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     folder = os.path.join(cfg.resolved_output_root, "inference_data", cfg.pipeline_name, digest.hexdigest()[:16])
-    if not os.path.exists(os.path.join(folder, STAGED_FILE)):
-        rows = convert_rows_to_score(path, os.path.join(folder, STAGED_FILE), features=user.features, required=needed)
-        log.info("converted %d rows of %s to score into %s", rows, path, folder)
+    if not os.path.exists(os.path.join(folder, STAGED_FILE)):  # it logs what it wrote
+        convert_rows_to_score(path, os.path.join(folder, STAGED_FILE), features=user.features, required=needed)
     return RowsToScore(folder, STAGED_FILE)
 
 
