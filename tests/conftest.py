@@ -111,14 +111,14 @@ def write_without_column(src, dst, column: str, rows: Optional[int] = None):
 @uses("e2e")
 def sample_run(tmp_path_factory):
     """The whole pipeline on a 2,000-row slice of the sample, once per session (e2e tests only), with the batch
-    scoring branch on for the same rows without their label's column (unlabelled.csv):
+    scoring branch on for the first 300 of those rows without their label's column (unlabelled.csv):
     (tmp dir, config path, config, the run's CompletedProcess)."""
     from pipeline.config import load_config
     from tests.support.sample_run import tfxp_run, write_config
 
     tmp = tmp_path_factory.mktemp("e2e")
     rows = write_csv_slice(tmp / "slice.csv", 2000)
-    unlabelled = write_without_column(rows, tmp / "unlabelled.csv", "tips")
+    unlabelled = write_without_column(rows, tmp / "unlabelled.csv", "tips", rows=300)
     config_path = write_config(tmp, rows, inference={"data": unlabelled})
     result = tfxp_run(config_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]

@@ -22,7 +22,7 @@ from tests.support.sample_run import tfxp_run, write_config
 
 pytestmark = pytest.mark.e2e
 
-# The batch scoring branch is on in the session's run (tests/conftest.py sample_run: its rows without `tips`).
+# The batch scoring branch is on in the session's run (tests/conftest.py sample_run: 300 of its rows without `tips`).
 SCORING = ["inference_example_gen", "bulk_inferrer", "predictions_csv"]
 COMPONENTS = ["ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "AnomaliesGate",
               "Transform", "Trainer", "evaluator", "pusher", "tflite_converter", "tflite_evaluator", "pusher_lite"
@@ -98,13 +98,13 @@ def test_the_unlabelled_rows_are_scored_into_prediction_logs_and_a_csv_in_the_ta
     summary, rows = _scored(cfg)
     with open(os.path.join(tmp, "unlabelled.csv"), newline="") as f:
         given = list(csv.DictReader(f))
-    assert summary["scored"] and summary["rows"] == len(rows) == len(given) == 2000
+    assert summary["scored"] and summary["rows"] == len(rows) == len(given) == 300
     assert "tips" not in rows[0] and list(rows[0])[-2:] == ["predicted_big_tipper", "predicted_big_tipper_probability"]
     assert {row["predicted_big_tipper"] for row in rows} <= {"0", "1"}
     assert all(0.5 <= float(row["predicted_big_tipper_probability"]) <= 1 for row in rows)
     logs = glob.glob(os.path.join(summary["prediction_logs"], "prediction_logs-*.gz"))
-    assert logs and sum(1 for _ in tf.data.TFRecordDataset(logs, compression_type="GZIP")) == 2000
-    assert f"Batch scoring of {cfg.resolved_inference_data}: 2000 rows scored" in result.stdout
+    assert logs and sum(1 for _ in tf.data.TFRecordDataset(logs, compression_type="GZIP")) == 300
+    assert f"Batch scoring of {cfg.resolved_inference_data}: 300 rows scored" in result.stdout
     assert f"CSV of the rows and their predictions: {summary['csv']}" in result.stdout
 
 
