@@ -226,3 +226,40 @@ def test_without_prediction_logs_nothing_is_written_and_the_summary_says_not_sco
     summary, rows = _run_writer(tmp_path, "synth_binary", None)
     assert (summary["scored"], summary["rows"], summary["csv"], rows) == (False, 0, None, None)
     assert os.listdir(tmp_path / "scored") == ["summary.json"]
+
+
+# -- only a blessed model scores ----------------------------------------------------------------------------
+
+def test_tfx_s_bulk_inferrer_writes_nothing_for_a_model_the_evaluator_did_not_bless(tmp_path):
+    from tfx.components.bulk_inferrer.executor import Executor
+    from tfx.types import standard_artifacts
+
+    artifacts = {}
+    for key, artifact_type in [("examples", standard_artifacts.Examples), ("model", standard_artifacts.Model),
+                               ("model_blessing", standard_artifacts.ModelBlessing),
+                               ("inference_result", standard_artifacts.InferenceResult)]:
+        artifacts[key] = artifact_type()
+        artifacts[key].uri = str(tmp_path / key)
+        os.makedirs(artifacts[key].uri)
+    artifacts["model_blessing"].set_int_custom_property("blessed", 0)
+    Executor().Do({key: [artifacts[key]] for key in ("examples", "model", "model_blessing")},
+                  {"inference_result": [artifacts["inference_result"]]}, {"model_spec": "{}", "data_spec": "{}"})
+    assert os.listdir(artifacts["inference_result"].uri) == []
+
+
+def test_when_nothing_was_scored_tfxp_infer_says_why_and_exits_1(tmp_path, monkeypatch, capsys):
+    from pipeline import infer_command, local_runner, run_summary
+
+    cfg = _config(tmp_path, data=str(tmp_path / "rows.csv"))
+    monkeypatch.setattr(local_runner, "ensure_data", lambda cfg: None)
+    monkeypatch.setattr(inference, "stage_rows", lambda cfg: None)
+    monkeypatch.setattr(local_runner, "run_and_record", lambda cfg, by, verbose: (12.0, "the.log"))
+    monkeypatch.setattr(inference, "scored_rows", lambda cfg: {"scored": False, "rows": 0, "csv": None})
+    monkeypatch.setattr(run_summary, "blessing_of", lambda *args: (False, ""))
+    assert infer_command.infer(cfg) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Pipeline 'synth_binary' finished in 12.0s (full log: the.log)."
+    assert out[1].startswith(f"Batch scoring of {tmp_path / 'rows.csv'}: nothing scored. BulkInferrer scores only a "
+                             f"model the Evaluator blessed, and this run's model is not: the Evaluator did not bless it "
+                             f"(its gate: accuracy >= 0.6 ")
+    assert len(out) == 2
