@@ -20,8 +20,8 @@ def infer(cfg, *, show: int = 5, verbose: bool = False) -> int:
     from pipeline import local_runner
     from pipeline.inference import describe_scoring, scored_rows, stage_rows
 
+    stage_rows(cfg)  # a bad file fails here, in one line, before the training data, the lock and the pipeline
     local_runner.ensure_data(cfg)  # the training data, as tfxp run: the branch scores this pipeline's model
-    stage_rows(cfg)  # a bad file fails here, in one line, before the lock and the pipeline
     seconds, log_path = local_runner.run_and_record(cfg, "infer", verbose=verbose)
     print(f"Pipeline {cfg.pipeline_name!r} finished in {seconds:.1f}s (full log: {log_path}).")
     summary = scored_rows(cfg)

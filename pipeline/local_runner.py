@@ -231,11 +231,11 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True, 
     if force:
         cfg.enable_cache = False
         log.info("--force: every component re-executes (cache disabled for this run)")
-    if prepare_data:
-        ensure_data(cfg)
     if cfg.inference.enabled:
         from pipeline import inference
-        inference.stage_rows(cfg)  # bad rows to score fail here, before the lock and the pipeline
+        inference.stage_rows(cfg)  # bad rows to score fail here, before the data, the lock and the pipeline
+    if prepare_data:
+        ensure_data(cfg)
     before = set(predict.model_versions(cfg.serving_model_dir))
     elapsed, log_path = run_and_record(cfg, "run", verbose=verbose, report=report)
     latest = predict.latest_version(cfg.serving_model_dir)
