@@ -29,4 +29,7 @@ def __getattr__(name):
     if name == "TFLiteModel":
         from components.custom.tflite_converter import TFLiteModel
         return TFLiteModel
+    if name == "ScoredRows":
+        from components.custom.predictions_csv import ScoredRows
+        return ScoredRows
     raise AttributeError(f"module 'components' has no attribute {name!r}")

@@ -207,12 +207,13 @@ class Source:
     where: Any  # row index (from 0, over all batches) -> "file, line N"
 
 
-def _check_header(header: Sequence[str], required: Sequence[str], source: str) -> None:
+def _check_header(header: Sequence[str], required: Sequence[str], source: str,
+                  why: str = "the feature list declares them") -> None:
     missing = [name for name in required if name not in header]
     if missing:
         raise DataError(
             f"{source}, line 1 (header): missing column(s) {', '.join(missing)}; "
-            f"the feature list declares them. Header has: {', '.join(header)}")
+            f"{why}. Header has: {', '.join(header)}")
 
 
 def _line_of(csv_path: str, row: int) -> int:
@@ -241,7 +242,9 @@ def _locate_parse_error(csv_path: str, features, error: Exception) -> DataError:
     return DataError(f"{csv_path}: {str(error).splitlines()[0]}")
 
 
-def csv_source(csv_path: str, features: Sequence[features_lib.Feature], block_bytes: int = BLOCK_BYTES) -> Source:
+def csv_source(csv_path: str, features: Sequence[features_lib.Feature], block_bytes: int = BLOCK_BYTES,
+               required: Optional[Sequence[str]] = None, why: str = "the feature list declares them") -> Source:
+    """The CSV's rows in batches; the header must name every column of ``required`` (default: every feature)."""
     import pyarrow as pa
     from pyarrow import csv as pa_csv
 
@@ -255,7 +258,7 @@ def csv_source(csv_path: str, features: Sequence[features_lib.Feature], block_by
         raise DataError(f"{csv_path}, line 1 (header): not UTF-8 text ({bad.reason})") from None
     if not header:
         raise DataError(f"{csv_path}: the file is empty (expected a header line naming the columns)")
-    _check_header(header, [feat.name for feat in features], csv_path)
+    _check_header(header, [feat.name for feat in features] if required is None else required, csv_path, why)
     try:
         reader = pa_csv.open_csv(
             csv_path,
@@ -342,7 +345,7 @@ def _null_groups(columns: Dict[str, Any]):
     return group_of.reshape(-1), patterns
 
 
-def _encode(columns: Dict[str, Any], num_rows: int, encoder, pool):
+def encode_rows(columns: Dict[str, Any], num_rows: int, encoder, pool):
     """Serialized tf.train.Examples, one per row, without the row's null (empty) features. Groups are
     encoded on all cores (the encoder releases the GIL)."""
     import numpy as np
@@ -426,7 +429,7 @@ def convert_source(source: Source, output_dir: str, *, features: Sequence[featur
                 concurrent.futures.ThreadPoolExecutor(min(cores, len(writers))) as write_pool:
             for batch in source.batches:
                 columns = {f.name: typed_column(f, batch.column(f.name), source.where, done) for f in features}
-                records = _encode(columns, batch.num_rows, encoder, pool)
+                records = encode_rows(columns, batch.num_rows, encoder, pool)
                 hashes = _row_hashes(batch, key_column)
                 is_eval, shard = split_and_shard(hashes, eval_percent, shards)
                 targets = is_eval.astype(np.int64) * shards + shard.astype(np.int64)

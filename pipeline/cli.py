@@ -6,6 +6,7 @@
     tfxp run       run the whole pipeline locally (LocalDagRunner on Beam)
     tfxp dev       the edit loop: run once, then rerun what each save of your files affects, model served
     tfxp runs      the recent runs: what changed, the gate metric, blessed or not, the pushed version
+    tfxp infer     score rows without a label (CSV or TFRecords) with the blessed model: TFX's BulkInferrer
     tfxp compile   compile it for Kubeflow Pipelines (KFP v2 PipelineSpec YAML)
     tfxp submit    compile and submit a run to a Kubeflow Pipelines host
     tfxp report    one HTML page about a run: data, training, evaluation, TFLite, push, timings
@@ -101,6 +102,14 @@ def cmd_run(args) -> int:
     cfg = _load(args)
     return local_runner.run(cfg, force=args.force, prepare_data=not args.no_data, verbose=args.verbose,
                             report=not args.no_report)
+
+
+def cmd_infer(args) -> int:
+    from pipeline import infer_command
+
+    data = args.data if "://" in args.data else os.path.abspath(args.data)  # relative to here, not the project
+    args.overrides = list(args.overrides) + [f"inference.data={data}"]
+    return infer_command.infer(_load(args), show=args.show, verbose=args.verbose)
 
 
 def cmd_dev(args) -> int:
@@ -263,6 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not convert source_csv when data_root has no TFRecords")
     p.add_argument("--no-report", action="store_true", help="do not write the run report (tfxp report) at the end")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("infer", help="score rows without a label with the pipeline's blessed model (BulkInferrer): "
+                                     "PredictionLogs and a CSV of the rows with their predictions",
+                       description="Runs the pipeline with its batch scoring branch on for --data (what is unchanged "
+                                   "stays cached, so usually only the branch executes), then prints where the "
+                                   "PredictionLog TFRecords and the CSV are, and the CSV's first rows. Nothing is "
+                                   "scored, exit 1, when the Evaluator did not bless the model.")
+    p.add_argument("--data", required=True, metavar="PATH",
+                   help="the rows: a CSV file with a header (the model's features; no label needed), a TFRecord "
+                        "file of tf.train.Example, or a folder of them")
+    p.add_argument("--show", type=int, default=5, metavar="N", help="print the CSV's first N rows (default 5)")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_infer)
 
     from serving.options import GRPC_PORT, REST_PORT
     p = sub.add_parser("dev", help="the edit loop: run, then rerun on every save of your files, the model served",

@@ -12,6 +12,8 @@ them re-runs the component (and what follows) and nothing else.
     Trainer              components/__init__.py, components/core/, components/training/, the user
                          package, and the project files it imports
     TFLite components    the Trainer's, and components/custom/
+    PredictionsToCsv     components/__init__.py, components/core/, components/custom/, and the files of the
+                         user package that features.py reaches (the feature list and the task word the CSV)
 
 Platform code counts by whole packages, not by followed imports: code reached through a worker
 process (``python -m components.training.worker``), a lazy import inside a function or a module
@@ -177,3 +179,8 @@ def infra_validator_fingerprint() -> str:
 
 def tflite_fingerprint(user_package: str) -> str:
     return fingerprint(platform_files("core", "training", "custom") | user_package_reach(user_package))
+
+
+def predictions_csv_fingerprint(user_package: str) -> str:
+    """The scored CSV's writer, the task's words (components/core/task.py) and the user's feature list and task."""
+    return fingerprint(platform_files("core", "custom") | user_module_closure(user_package, "features"))

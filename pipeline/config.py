@@ -3,7 +3,9 @@
     cfg = load_config("pipeline/configs/local.yaml", overrides=["training.train_steps=200"])
 
 Sections: ``training`` (components/training/options.py), ``evaluation`` (below), ``tflite``
-(components/custom/tflite_options.py), ``serving`` (serving/options.py), ``drift`` (pipeline/drift/options.py): each section's keys and defaults are defined once, beside
+(components/custom/tflite_options.py), ``serving`` (serving/options.py), ``inference`` (below, the batch
+scoring branch: pipeline/inference.py), ``drift`` (pipeline/drift/options.py): each section's keys and defaults
+are defined once, beside
 the code that uses them. What the data is and what to predict are not here: they live in the data
 scientist's package (``user_package``, default ``components``). A key that names a feature or a
 metric is checked against that package only when it is set.
@@ -96,6 +98,18 @@ class EvaluationConfig:
 
 
 @dataclasses.dataclass
+class InferenceConfig:
+    """The batch scoring branch (pipeline/inference.py): off unless ``data`` names rows to score."""
+    # Unlabelled rows: a CSV file with a header (converted by your feature list before the run), a TFRecord
+    # file of tf.Example, or a folder of them (on Kubeflow: TFRecords on the bucket); null: no branch.
+    data: Optional[str] = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.data)
+
+
+@dataclasses.dataclass
 class PipelineConfig:
     # Names the pipeline, its MLMD context and serving_model/<name>/: one per dataset.
     pipeline_name: str
@@ -126,6 +140,7 @@ class PipelineConfig:
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
     tflite: TFLiteOptions = dataclasses.field(default_factory=TFLiteOptions)
     serving: ServingOptions = dataclasses.field(default_factory=ServingOptions)
+    inference: InferenceConfig = dataclasses.field(default_factory=InferenceConfig)
     drift: DriftOptions = dataclasses.field(default_factory=DriftOptions)
 
     def __post_init__(self):
@@ -164,6 +179,10 @@ class PipelineConfig:
     @property
     def resolved_data_root(self) -> str:
         return self._resolve(self.data_root)
+
+    @property
+    def resolved_inference_data(self) -> Optional[str]:
+        return self._resolve(self.inference.data) if self.inference.enabled else None
 
     @property
     def resolved_output_root(self) -> str:
@@ -276,7 +295,8 @@ class PipelineConfig:
 
 # Nested config sections, by parent class.
 _SECTIONS = {PipelineConfig: {"training": TrainingOptions, "evaluation": EvaluationConfig,
-                              "tflite": TFLiteOptions, "serving": ServingOptions, "drift": DriftOptions},
+                              "tflite": TFLiteOptions, "serving": ServingOptions, "inference": InferenceConfig,
+                              "drift": DriftOptions},
              ServingOptions: {"batching": BatchingOptions, "infra_validation": InfraValidationOptions,
                               "kubernetes": KubernetesOptions, "request_log": RequestLogOptions},
              KubernetesOptions: {"payload_logger": PayloadLoggerOptions}}

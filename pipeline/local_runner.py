@@ -108,8 +108,12 @@ def build(cfg: PipelineConfig, services=None):
 
     os.makedirs(os.path.dirname(cfg.resolved_metadata_path), exist_ok=True)
     schema_file = stage_schema(cfg) if cfg.schema_path else None
+    scoring_rows = None
+    if cfg.inference.enabled:
+        from pipeline import inference
+        scoring_rows = inference.stage_rows(cfg)  # a CSV converted to TFRecords, as for the training data
     return create_pipeline(
-        cfg, schema_file=schema_file, beam_pipeline_args=local_beam_args(cfg, services),
+        cfg, schema_file=schema_file, beam_pipeline_args=local_beam_args(cfg, services), scoring_rows=scoring_rows,
         metadata_connection_config=metadata.sqlite_metadata_connection_config(
             cfg.resolved_metadata_path))
 
@@ -222,48 +226,23 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True, 
 
     The terminal gets a few lines (run_log.Progress); the full log of the run goes to a file.
     """
-    from absl import logging as absl_logging
-
-    from pipeline import run_guard, run_log, run_summary
-    from pipeline.input_check import InputError
     from serving import predict
 
-    absl_logging.set_verbosity(absl_logging.INFO)
     if force:
         cfg.enable_cache = False
         log.info("--force: every component re-executes (cache disabled for this run)")
+    if cfg.inference.enabled:
+        from pipeline import inference
+        inference.stage_rows(cfg)  # bad rows to score fail here, before the data, the lock and the pipeline
     if prepare_data:
         ensure_data(cfg)
-    with run_guard.exclusive_run(cfg.resolved_metadata_path, cfg.pipeline_name):
-        log_path = run_log.log_path_for(cfg.resolved_output_root, cfg.pipeline_name)
-        before = set(predict.model_versions(cfg.serving_model_dir))
-        start = time.monotonic()
-        started = False
-        try:
-            with run_log.captured(log_path, to_terminal=verbose) as progress:
-                def on_start():
-                    nonlocal started
-                    started = True
-
-                run_pipeline(cfg, progress, log_path, on_start=on_start)
-        except InputError:
-            raise
-        except Exception as e:
-            error = as_run_error(cfg, e, log_path)
-            if started:
-                remember_run(cfg, "run", time.monotonic() - start, failure=str(error))
-                print_report(cfg, report)  # a failed run's report is the one most worth reading
-            raise error from e
-        finally:
-            absl_logging.set_verbosity(absl_logging.WARNING)  # the pipeline is over: no more library chatter
-            if started:
-                print(f"\nComponents in this run of {cfg.pipeline_name!r}:\n"
-                      + run_summary.format_states(run_summary.latest_run_states(cfg.resolved_metadata_path,
-                                                                                cfg.pipeline_name)))
-    elapsed = time.monotonic() - start
-    remember_run(cfg, "run", elapsed)
+    before = set(predict.model_versions(cfg.serving_model_dir))
+    elapsed, log_path = run_and_record(cfg, "run", verbose=verbose, report=report)
     latest = predict.latest_version(cfg.serving_model_dir)
     print(f"Pipeline {cfg.pipeline_name!r} finished in {elapsed:.1f}s (full log: {log_path}).")
+    if cfg.inference.enabled:
+        from pipeline import inference
+        print("\n".join(inference.describe_scoring(cfg, inference.scored_rows(cfg))))
     why = why_not_pushed(cfg)
     if latest is None:
         print(f"No model has been pushed to {cfg.serving_model_dir}: {why or 'the Pusher did not push'}.")
@@ -284,6 +263,46 @@ def run(cfg: PipelineConfig, *, force: bool = False, prepare_data: bool = True, 
     return 0
 
 
+def run_and_record(cfg: PipelineConfig, by: str, *, verbose: bool = False, report: bool = False):
+    """One run under the pipeline's lock (run_pipeline), the components' states printed after it and its record
+    written for `tfxp runs` (``by``: the command); returns (seconds, the full log's path). A failure raises
+    one error (as_run_error), after the failed run's report when ``report``."""
+    from absl import logging as absl_logging
+
+    from pipeline import run_guard, run_log, run_summary
+    from pipeline.input_check import InputError
+
+    absl_logging.set_verbosity(absl_logging.INFO)
+    with run_guard.exclusive_run(cfg.resolved_metadata_path, cfg.pipeline_name):
+        log_path = run_log.log_path_for(cfg.resolved_output_root, cfg.pipeline_name)
+        start = time.monotonic()
+        started = False
+        try:
+            with run_log.captured(log_path, to_terminal=verbose) as progress:
+                def on_start():
+                    nonlocal started
+                    started = True
+
+                run_pipeline(cfg, progress, log_path, on_start=on_start)
+        except InputError:
+            raise
+        except Exception as e:
+            error = as_run_error(cfg, e, log_path)
+            if started:
+                remember_run(cfg, by, time.monotonic() - start, failure=str(error))
+                print_report(cfg, report)  # a failed run's report is the one most worth reading
+            raise error from e
+        finally:
+            absl_logging.set_verbosity(absl_logging.WARNING)  # the pipeline is over: no more library chatter
+            if started:
+                print(f"\nComponents in this run of {cfg.pipeline_name!r}:\n"
+                      + run_summary.format_states(run_summary.latest_run_states(cfg.resolved_metadata_path,
+                                                                                cfg.pipeline_name)))
+    elapsed = time.monotonic() - start
+    remember_run(cfg, by, elapsed)
+    return elapsed, log_path
+
+
 def print_report(cfg: PipelineConfig, enabled: bool = True) -> None:
     """Writes the run's report (tfxp report) and says where; a report that cannot be written is only a warning."""
     if not enabled:
@@ -302,9 +321,11 @@ def print_report(cfg: PipelineConfig, enabled: bool = True) -> None:
 def _is_project_error(error: Exception) -> bool:
     from components.core.user_code import UserCodeError
     from components.custom.anomalies_gate import AnomaliesFoundError
+    from data.tfrecords import DataError
     from pipeline.config import ConfigError
+    from pipeline.inference import ScoringInputError
 
-    return isinstance(error, (UserCodeError, AnomaliesFoundError, ConfigError))
+    return isinstance(error, (UserCodeError, AnomaliesFoundError, ConfigError, DataError, ScoringInputError))
 
 
 def as_run_error(cfg: PipelineConfig, error: Exception, log_path: str) -> Exception:

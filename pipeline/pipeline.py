@@ -6,6 +6,8 @@ ImportExampleGen -> StatisticsGen -> SchemaGen | ImportSchemaGen -> ExampleValid
 -> Pusher (only when both bless; the version carries warmup requests) -> serving_model/<name>/<version>/
 Trainer -> TFLiteConverter -> TFLiteEvaluator (vs the SavedModel) -> Pusher (lite)
 -> serving_model_lite/<name>/<version>/
+With inference.data (batch scoring): ImportExampleGen (the rows to score) -> BulkInferrer (the Trainer's
+model, only when the Evaluator blessed it) -> PredictionsToCsv
 """
 from __future__ import annotations
 
@@ -13,17 +15,18 @@ from typing import List, Optional
 
 # Not `from tfx import v1`: it also imports TFX's Google Cloud and Kubeflow extensions (aiplatform,
 # kfp), 3-5 s of every `tfxp run`'s start-up that a local run never uses.
-from tfx.components import ExampleValidator, Pusher, SchemaGen, StatisticsGen, Trainer, Transform
+from tfx.components import BulkInferrer, ExampleValidator, Pusher, SchemaGen, StatisticsGen, Trainer, Transform
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.orchestration.pipeline import Pipeline
-from tfx.proto import example_gen_pb2, infra_validator_pb2, pusher_pb2, trainer_pb2
+from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, infra_validator_pb2, pusher_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
 from components.custom.anomalies_gate import AnomaliesGate
 from components.custom.import_examples import CopyingImportExampleGen
 from components.custom.infra_validator import InfraValidator
+from components.custom.predictions_csv import PredictionsToCsv
 from components.custom.baseline import CANDIDATE_KEY, LatestBlessedNonCandidateModelStrategy
 from components.custom.evaluator import Evaluator
 from components.custom.tflite_converter import TFLiteConverter
@@ -32,6 +35,7 @@ from components.training.options import trainer_custom_config
 from pipeline import code_fingerprint
 from pipeline.config import PipelineConfig
 from pipeline.evaluation import make_eval_config
+from pipeline.inference import ROWS_SPLIT, RowsToScore, rows_to_score
 from tfxp import contract
 from tfxp import nodes
 
@@ -80,14 +84,35 @@ def _infra_validator(cfg: PipelineConfig, model, examples):
     return component.with_id(nodes.INFRA_VALIDATOR)
 
 
+def _batch_scoring(cfg: PipelineConfig, rows: RowsToScore, model, blessing) -> list:
+    """The rows' own ImportExampleGen (one split, copied) -> TFX's BulkInferrer, which scores them with ``model``
+    only when ``blessing`` blesses it (and writes nothing otherwise) -> the scored rows as a CSV."""
+    example_gen = CopyingImportExampleGen(
+        input_base=rows.base,
+        input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name=ROWS_SPLIT, pattern=rows.pattern)]),
+        output_config=example_gen_pb2.Output()).with_id(nodes.INFERENCE_EXAMPLE_GEN)  # no re-split
+    bulk_inferrer = BulkInferrer(
+        examples=example_gen.outputs["examples"], model=model, model_blessing=blessing,
+        model_spec=bulk_inferrer_pb2.ModelSpec(model_signature_name=[contract.SIGNATURE]),
+    ).with_id(nodes.BULK_INFERRER)
+    predictions_csv = PredictionsToCsv(
+        inference_result=bulk_inferrer.outputs["inference_result"], user_package=cfg.user_package,
+        code_fingerprint=code_fingerprint.predictions_csv_fingerprint(cfg.user_package),
+    ).with_id(nodes.PREDICTIONS_CSV)
+    return [example_gen, bulk_inferrer, predictions_csv]
+
+
 def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
                     metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
-                    exclude_candidate_from_baseline: bool = True) -> Pipeline:
+                    exclude_candidate_from_baseline: bool = True,
+                    scoring_rows: Optional[RowsToScore] = None) -> Pipeline:
     """Builds the pipeline from ``cfg``.
 
     ``schema_file`` overrides ``cfg.schema_path`` (the local runner passes a
     content-addressed copy so that editing the schema invalidates the cache).
+    ``scoring_rows`` overrides where the batch scoring branch reads ``cfg.inference.data`` (the local runner
+    passes the TFRecords it converted a CSV into).
     """
     # ImportExampleGen that copies the pre-split files instead of re-writing every record with Beam.
     example_gen = CopyingImportExampleGen(
@@ -183,6 +208,9 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
         pusher_lite = _filesystem_pusher(tflite_evaluator.outputs["lite_model"], tflite_evaluator.outputs["blessing"],
                                          cfg.lite_serving_model_dir).with_id(nodes.LITE_PUSHER)
         components += [tflite_converter, tflite_evaluator, pusher_lite]
+    if cfg.inference.enabled:
+        components += _batch_scoring(cfg, scoring_rows or rows_to_score(cfg.resolved_inference_data),
+                                     trainer.outputs["model"], evaluator.outputs["blessing"])
 
     return Pipeline(
         pipeline_name=cfg.pipeline_name,

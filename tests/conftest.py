@@ -12,6 +12,7 @@ Chromium, or runs the whole pipeline is marked, explicitly or through the fixtur
 import csv
 import os
 import sys
+from typing import Optional
 
 import pytest
 
@@ -97,16 +98,33 @@ def write_csv_slice(path, rows: int, start: int = 0):
     return str(path)
 
 
+def write_without_column(src, dst, column: str, rows: Optional[int] = None):
+    """A copy of the CSV ``src`` without ``column`` (e.g. rows to score: no label), its first ``rows`` rows or all."""
+    with open(src, newline="") as f_in, open(dst, "w", newline="") as f_out:
+        reader = csv.DictReader(f_in)
+        assert column in reader.fieldnames, (column, reader.fieldnames)
+        writer = csv.DictWriter(f_out, [name for name in reader.fieldnames if name != column], extrasaction="ignore")
+        writer.writeheader()
+        for i, row in enumerate(reader):
+            if rows is not None and i >= rows:
+                break
+            writer.writerow(row)
+    return str(dst)
+
+
 @pytest.fixture(scope="session")
 @uses("e2e")
 def sample_run(tmp_path_factory):
-    """The whole pipeline on a 2,000-row slice of the sample, once per session (e2e tests only):
+    """The whole pipeline on a 2,000-row slice of the sample, once per session (e2e tests only), with the batch
+    scoring branch on for the first 300 of those rows without their label's column (unlabelled.csv):
     (tmp dir, config path, config, the run's CompletedProcess)."""
     from pipeline.config import load_config
     from tests.support.sample_run import tfxp_run, write_config
 
     tmp = tmp_path_factory.mktemp("e2e")
-    config_path = write_config(tmp, write_csv_slice(tmp / "slice.csv", 2000))
+    rows = write_csv_slice(tmp / "slice.csv", 2000)
+    unlabelled = write_without_column(rows, tmp / "unlabelled.csv", "tips", rows=300)
+    config_path = write_config(tmp, rows, inference={"data": unlabelled})
     result = tfxp_run(config_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return tmp, config_path, load_config(config_path), result

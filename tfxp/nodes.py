@@ -21,6 +21,11 @@ PUSHER = "pusher"
 TFLITE_CONVERTER = "tflite_converter"
 TFLITE_EVALUATOR = "tflite_evaluator"
 LITE_PUSHER = "pusher_lite"
+# The batch scoring branch (config inference.data): its rows, TFX's BulkInferrer, the scored CSV.
+INFERENCE_EXAMPLE_GEN = "inference_example_gen"
+BULK_INFERRER = "bulk_inferrer"
+PREDICTIONS_CSV = "predictions_csv"
+INFERENCE_NODES = (INFERENCE_EXAMPLE_GEN, BULK_INFERRER, PREDICTIONS_CSV)
 
 # The nodes that write a version directory into a serving directory (the run guard removes what a
 # killed one left half-written).

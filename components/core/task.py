@@ -9,13 +9,14 @@ for binary, an int64 class id in ``[0, num_classes)`` for multi-class, a float f
 
 The task decides the model's default head and loss (``model.py`` may replace them), the
 metrics Keras logs while training, the Evaluator's metrics and the direction of its gate, the
-TFLite evaluator's metrics and agreement checks, and how predictions are printed. Nothing here
+TFLite evaluator's metrics and agreement checks, and how predictions are put in words: the line
+`tfxp run` and `tfxp predict` print, and the columns `tfxp infer` writes. Nothing here
 imports TensorFlow at module level: loading a config reads the task without it.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Dict, Sequence, Tuple
+from typing import ClassVar, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -110,6 +111,18 @@ class Task:
         return {"max_abs_diff": float(difference.max(initial=0.0)), "mean_abs_diff": float(difference.mean())}
 
     # -- words ------------------------------------------------------------------------------------
+    # What a model output means, said here only: the columns a scored row gets (`tfxp infer`'s CSV) and
+    # their values, and the line `tfxp run`, `tfxp predict` and `tfxp dev` print (built from those values,
+    # except binary's, which prints P(label) whichever class it predicts).
+    def prediction_columns(self) -> Tuple[str, ...]:
+        """The names of what a prediction holds, in the task's words (``predicted_<label>``, ...)."""
+        raise NotImplementedError
+
+    def prediction_values(self, outputs) -> List[tuple]:
+        """One tuple per row of ``outputs`` [N, output units], in ``prediction_columns`` order: a class
+        (its name) and its probability, or a value."""
+        raise NotImplementedError
+
     def describe_prediction(self, output_row: Sequence[float]) -> str:
         raise NotImplementedError
 
@@ -157,6 +170,15 @@ class BinaryClassification(Task):
     def agreement(self, reference, outputs) -> Dict[str, float]:
         same = float(np.mean(self.predictions(reference) == self.predictions(outputs)))
         return {"same_prediction": same, **super().agreement(reference, outputs)}
+
+    def prediction_columns(self) -> Tuple[str, ...]:
+        return f"predicted_{self.label}", f"predicted_{self.label}_probability"
+
+    def prediction_values(self, outputs) -> List[tuple]:
+        """(the class, 0 or 1, and its probability): P(label) for 1, 1 - P(label) for 0."""
+        probabilities = _as_2d(outputs)[:, 0]
+        classes = self.predictions(outputs)
+        return [(int(c), np.float32(p if c else 1.0 - p)) for c, p in zip(classes, probabilities)]
 
     def describe_prediction(self, output_row) -> str:
         return f"P({self.label}) = {float(np.ravel(output_row)[0]):.3f}"
@@ -219,10 +241,18 @@ class MulticlassClassification(Task):
         same = float(np.mean(self.predictions(reference) == self.predictions(outputs)))
         return {"same_prediction": same, **super().agreement(reference, outputs)}
 
+    def prediction_columns(self) -> Tuple[str, ...]:
+        return f"predicted_{self.label}", f"predicted_{self.label}_probability"
+
+    def prediction_values(self, outputs) -> List[tuple]:
+        """(the class name of the arg-max, its probability)."""
+        outputs = _as_2d(outputs)
+        best = self.predictions(outputs)
+        return [(self.class_names[i], row[i]) for i, row in zip(best, outputs)]
+
     def describe_prediction(self, output_row) -> str:
-        row = np.ravel(output_row)
-        best = int(np.argmax(row))
-        return f"{self.label} = {self.class_names[best]} (p = {float(row[best]):.3f})"
+        ((name, probability),) = self.prediction_values([np.ravel(output_row)])
+        return f"{self.label} = {name} (p = {float(probability):.3f})"
 
     def describe_label(self, value) -> str:
         index = int(np.ravel(value)[0])
@@ -254,8 +284,15 @@ class Regression(Task):
     def predictions(self, outputs) -> np.ndarray:
         return _as_2d(outputs)[:, 0].astype(np.float64)
 
+    def prediction_columns(self) -> Tuple[str, ...]:
+        return (f"predicted_{self.label}",)
+
+    def prediction_values(self, outputs) -> List[tuple]:
+        return [(value,) for value in _as_2d(outputs)[:, 0]]
+
     def describe_prediction(self, output_row) -> str:
-        return f"{self.label} = {float(np.ravel(output_row)[0]):.4g}"
+        ((value,),) = self.prediction_values([np.ravel(output_row)])
+        return f"{self.label} = {float(value):.4g}"
 
     def describe_label(self, value) -> str:
         return f"{float(np.ravel(value)[0]):.4g}"

@@ -8,6 +8,7 @@ infra_validator.py   TFX's InfraValidator with `tfxp serve` (local process, or a
 tflite_options.py    the tflite: section of the config, the quantization modes (no TensorFlow)
 tflite_converter.py  the Trainer's model -> one .tflite per quantization mode
 tflite_evaluator.py  runs each variant in the TFLite interpreter, measures it by the task, blesses it
+predictions_csv.py   BulkInferrer's PredictionLogs -> a CSV of the scored rows, the prediction in the task's words
 
 Executors read and write artifacts only through TFX's fileio (artifact URIs are gs:// on Kubeflow).
 """

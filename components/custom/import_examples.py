@@ -70,7 +70,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
         output_config = example_gen_pb2.Output()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
-        if output_config.split_config.splits or len(input_config.splits) < 2:
+        # One input split without an output split_config (the batch scoring branch's rows) is copied too.
+        if output_config.split_config.splits:
             log.info("output_config re-splits the input: TFX's Beam executor re-writes every record")
             beam_import_executor.Executor(self._context).Do(input_dict, output_dict, exec_properties)
             return

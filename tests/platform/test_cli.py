@@ -72,6 +72,12 @@ def test_the_anomalies_gate_says_stopped_not_error():
     assert AnomaliesFoundError.outcome == "stopped" and TfxpError.outcome == "error"
 
 
+def _text(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
 def _rows(tmp_path, name, *rows):
     path = tmp_path / name
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -79,7 +85,7 @@ def _rows(tmp_path, name, *rows):
 
 
 @pytest.mark.parametrize("case", ["config value", "config file", "bad row", "no server", "user package",
-                                  "release", "data flags"])
+                                  "release", "data flags", "rows to score"])
 def test_a_failure_is_one_line_on_stderr_with_its_exit_code_and_no_tensorflow(tmp_path, case):
     rows = _rows(tmp_path, "rows.jsonl", {"age": 30})
     args, code, says = {
@@ -94,6 +100,8 @@ def test_a_failure_is_one_line_on_stderr_with_its_exit_code_and_no_tensorflow(tm
                          "user_package 'no_such_package': no such Python package"),
         "release": (["release", "canary"], 2, "tfxp release canary needs the VERSION"),
         "data flags": (["data", "--write-csv", tmp_path / "x.csv"], 2, "--write-csv writes synthetic rows"),
+        "rows to score": (["infer", "--data", _text(tmp_path, "unlabelled.csv", "x,y\n1,2\n"),
+                           "--set", "user_package=synth_binary"], 2, "unlabelled.csv, line 1 (header): missing column(s)"),
     }[case]
     exit_code, _, stderr, imported_tensorflow = tfxp(*args, cwd=tmp_path)
     assert (exit_code, len(stderr)) == (code, 1), stderr
@@ -162,6 +170,7 @@ BAD_INPUT_BY_COMMAND = {
     "schema": (["schema", "--set", "training.train_steps=abc"], "expected an integer, got 'abc'"),
     "run": (["run", "--set", "training.strategy=warp"], "training.strategy"),
     "dev": (["dev", "--config", "{tmp}/missing.yaml"], "missing.yaml: config file not found"),
+    "infer": (["infer", "--data", "{tmp}/missing.csv"], "missing.csv: no such file or folder"),
     "runs": (["runs", "--set", "serving.replicas=0"], "serving.replicas must be at least 1"),
     "compile": (["compile", "--set", "serving.kubernetes.namespace=ML_Serving"],
                 "serving.kubernetes.namespace must be a Kubernetes name"),

@@ -5,6 +5,7 @@ the steps docs/your-package.md gives for a new dataset: synthetic CSV -> `tfxp d
 a config file -> `tfxp run`. Then: every component ran, a model was pushed, and the Evaluator, the
 TFLite branch and the printed prediction all speak the task's language.
 """
+import csv
 import json
 import os
 import re
@@ -15,9 +16,11 @@ import pytest
 import yaml
 
 from components.core.user_code import load_user_code
+from pipeline import inference
 from pipeline.config import load_config
 from pipeline.run_summary import EXECUTED, latest_output_uri, latest_run_states
 from serving import predict
+from tests.conftest import write_without_column
 from tests.support import synthetic
 
 pytestmark = pytest.mark.e2e
@@ -42,11 +45,14 @@ def _tfxp(*args):
 def dataset_run(request, tmp_path_factory):
     package = request.param
     tmp = tmp_path_factory.mktemp(package)
-    csv_path = synthetic.write_csv(tmp / "data.csv", load_user_code(package), 1500)
+    user = load_user_code(package)
+    csv_path = synthetic.write_csv(tmp / "data.csv", user, 1500)
+    # The batch scoring branch on, for 300 of the rows without their label's column.
+    unlabelled = write_without_column(csv_path, tmp / "unlabelled.csv", user.task.label, rows=300)
     config = {"pipeline_name": package, "user_package": package, "data_root": str(tmp / "data"),
               "output_root": str(tmp / "runs"), "schema_path": str(tmp / "schema.pbtxt"),
               "training": {"train_steps": 250, "eval_steps": 10, "batch_size": 32},
-              "evaluation": CASES[package][0]}
+              "evaluation": CASES[package][0], "inference": {"data": unlabelled}}
     config_path = tmp / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     _tfxp("data", "--config", str(config_path), "--csv", csv_path)
@@ -99,6 +105,23 @@ def test_the_printed_prediction_speaks_the_task_s_language(dataset_run):
     package, _, _, run = dataset_run
     assert re.search(CASES[package][3], run.stdout), run.stdout[-1500:]
     assert "big tipper" not in run.stdout and "trip_" not in run.stdout
+
+
+def test_unlabelled_rows_are_scored_in_the_task_s_words(dataset_run):
+    package, cfg, _, run = dataset_run
+    summary = inference.scored_rows(cfg)
+    with open(summary["csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    task = cfg.user_code.task
+    assert summary["scored"] and len(rows) == 300 and task.label not in rows[0]
+    assert list(rows[0])[-len(task.prediction_columns()):] == list(task.prediction_columns())
+    predicted = [row[f"predicted_{task.label}"] for row in rows]
+    if package == "synth_multiclass":
+        assert set(predicted) <= set(task.class_names) and len(set(predicted)) > 1
+        assert all(1 / 3 <= float(row["predicted_segment_probability"]) <= 1 for row in rows)
+    else:
+        assert len({float(value) for value in predicted}) > 1
+    assert f"{len(rows)} rows scored by this run's blessed model" in run.stdout
 
 
 def test_a_preprocessing_fn_that_forgets_the_label_stops_the_run_with_one_clear_line(tmp_path):

@@ -81,6 +81,23 @@ def test_a_re_splitting_output_config_goes_to_tfxs_beam_executor(tmp_path):
         len(_records(str(tmp_path / "out" / "Split-b" / "*"))) == 120
 
 
+def test_one_split_without_a_re_splitting_output_config_is_copied_too(tmp_path):
+    """The batch scoring branch's rows: one split of their own, copied in their order, no Beam."""
+    csv_path = synthetic.write_csv(tmp_path / "in.csv", USER, 90)
+    data = tfrecords.convert_csv(str(csv_path), str(tmp_path / "data"), features=USER.features, shards=2)
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "out")
+    input_config = example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="rows", pattern="train/*")])
+    import_examples.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, {
+        standard_component_specs.INPUT_BASE_KEY: str(tmp_path / "data"),
+        standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(input_config),
+        standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Output()),
+        standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE})
+    assert artifact_utils.decode_split_names(examples.split_names) == ["rows"]
+    assert sorted(os.listdir(tmp_path / "out" / "Split-rows")) == [os.path.basename(f) for f in data.files["train"]]
+    assert _records(str(tmp_path / "out" / "Split-rows" / "*")) == _records(str(tmp_path / "data" / "train" / "*"))
+
+
 def test_a_split_without_files_names_its_pattern(tmp_path):
     (tmp_path / "data" / "train").mkdir(parents=True)
     (tmp_path / "data" / "eval").mkdir()

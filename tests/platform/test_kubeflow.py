@@ -135,24 +135,60 @@ def test_submit_to_an_unreachable_host_is_a_clear_error():
         kubeflow_runner.submit(cfg, "http://127.0.0.1:9")
 
 
+def test_the_batch_scoring_branch_compiles_with_the_rest_when_enabled(tmp_path):
+    cfg = load_config(os.path.join(CONFIG_DIR, "kubeflow.yaml"),
+                      overrides=[LOCAL_SCHEMA, "inference.data=gs://bucket/rows/part-0.tfrecord.gz"])
+    with open(kubeflow_runner.compile_pipeline(cfg, str(tmp_path / "p.yaml"))) as f:
+        spec = yaml.safe_load(f)
+    tasks, executors = _tasks(spec), spec["deploymentSpec"]["executors"]
+    assert {"inference_example_gen", "bulk_inferrer", "predictions_csv"} <= set(tasks)
+    assert _parameter(tasks["inference_example_gen"], "input_base") == "gs://bucket/rows"
+    scored_by = {key: artifact["taskOutputArtifact"]["producerTask"]
+                 for key, artifact in tasks["bulk_inferrer"]["inputs"]["artifacts"].items()}
+    assert scored_by == {"examples": "inference_example_gen", "model": "Trainer", "model_blessing": "evaluator"}
+    args = executors["bulk_inferrer_executor"]["container"]["args"]
+    assert args[args.index("--executor_class_path") + 1] == "tfx.components.bulk_inferrer.executor.Executor"
+    assert all(flag in args for flag in cfg.resolved_beam_args)
+    args = executors["predictions_csv_executor"]["container"]["args"]
+    assert args[args.index("--executor_class_path") + 1] == "components.custom.predictions_csv.Executor"
+    assert _parameter(tasks["predictions_csv"], "code_fingerprint")
+
+
+def test_compiling_the_branch_for_a_csv_says_kubeflow_reads_tfrecords(tmp_path):
+    from pipeline.config import ConfigError
+    cfg = load_config(os.path.join(CONFIG_DIR, "kubeflow.yaml"), overrides=[LOCAL_SCHEMA, "inference.data=rows.csv"])
+    with pytest.raises(ConfigError, match="rows.csv: a compiled pipeline reads TFRecords of tf.train.Example"):
+        kubeflow_runner.compile_pipeline(cfg, str(tmp_path / "p.yaml"))
+
+
 # -- the whole compiled pipeline on gs:// --------------------------------------------------------
 
 @pytest.mark.e2e
 def test_every_compiled_task_runs_through_the_container_entrypoint_on_gcs(tmp_path):
     import tensorflow as tf
 
+    from components.core.user_code import load_user_code
     from data import tfrecords
+    from data.unlabelled import convert_rows_to_score
     from serving import predict
+    from tests.conftest import write_without_column
     from tests.support.fake_gcs import FakeGCS
     from tests.support.kfp_harness import CompiledPipelineRun
 
-    local_data = tfrecords.convert_csv(write_csv_slice(tmp_path / "slice.csv", 800), str(tmp_path / "data"),
-                                       features=load_config().user_code.features, shards=2).output_dir
+    user = load_user_code()
+    rows = write_csv_slice(tmp_path / "slice.csv", 800)
+    local_data = tfrecords.convert_csv(rows, str(tmp_path / "data"), features=user.features, shards=2).output_dir
+    # The batch scoring branch on: 100 of the rows without `tips`, as TFRecords on the bucket.
+    unlabelled = str(tmp_path / "unlabelled" / "rows.tfrecord.gz")
+    convert_rows_to_score(write_without_column(rows, tmp_path / "unlabelled.csv", "tips", rows=100), unlabelled,
+                          features=user.features, required=[f.name for f in user.model_features])
     with FakeGCS() as gcs:
         for split in ("train", "eval"):
             for name in os.listdir(os.path.join(local_data, split)):
                 tf.io.gfile.makedirs(gcs.url("data", split))
                 tf.io.gfile.copy(os.path.join(local_data, split, name), gcs.url("data", split, name))
+        tf.io.gfile.makedirs(gcs.url("unlabelled"))
+        tf.io.gfile.copy(unlabelled, gcs.url("unlabelled", "rows.tfrecord.gz"))
         cfg = load_config(os.path.join(CONFIG_DIR, "kubeflow.yaml"), overrides=[
             LOCAL_SCHEMA, f"data_root={gcs.url('data')}", f"output_root={gcs.url()}",
             f"pipeline_root={gcs.url('pipelines')}", f"serving_dir={gcs.url('serving')}",
@@ -160,7 +196,7 @@ def test_every_compiled_task_runs_through_the_container_entrypoint_on_gcs(tmp_pa
             "beam_preset=in_memory", "training.train_steps=30", "training.eval_steps=5", "training.batch_size=16",
             "evaluation.threshold=null", "tflite.representative_examples=50",
             # No cluster here: the same executor validates in `tfxp serve`, reading the model from gs://.
-            "serving.infra_validation.platform=local_process"])
+            "serving.infra_validation.platform=local_process", f"inference.data={gcs.url('unlabelled')}"])
         package = kubeflow_runner.compile_pipeline(cfg, str(tmp_path / "pipeline.yaml"))
         with open(package) as f:
             spec = yaml.safe_load(f)
@@ -184,3 +220,12 @@ def test_every_compiled_task_runs_through_the_container_entrypoint_on_gcs(tmp_pa
         # The model pushed to gs:// serves raw examples.
         outputs = predict.predict_serialized(served, predict.first_raw_examples(local_data, "eval", 3))
         assert outputs.shape == (3, 1)
+        # BulkInferrer scored the unlabelled rows with the blessed model; the CSV of them is on gs:// too.
+        (scored,) = run.outputs["predictions_csv"]["scored_rows"]
+        assert scored["uri"].startswith("gs://") and scored["metadata"]["rows"] == 100
+        logs = tf.io.gfile.glob(run.outputs["bulk_inferrer"]["inference_result"][0]["uri"] + "/prediction_logs-*.gz")
+        assert logs and sum(1 for _ in tf.data.TFRecordDataset(logs, compression_type="GZIP")) == 100
+        with tf.io.gfile.GFile(f"{scored['uri']}/predictions.csv") as f:
+            lines = f.read().splitlines()
+        assert len(lines) == 101 and lines[0].endswith(",predicted_big_tipper,predicted_big_tipper_probability")
+        assert "tips" not in lines[0].split(",")

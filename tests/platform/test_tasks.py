@@ -65,3 +65,20 @@ def test_the_gate_metric_defaults_to_accuracy_or_mae():
     assert BINARY.metric("auc").tfma_name == "auc"
     with pytest.raises(ValueError, match="regression has no metric 'auc'; expected one of mae, rmse"):
         REGRESSION.metric("auc")
+
+
+@pytest.mark.parametrize("task, outputs, columns, values", [
+    (BINARY, [[0.9], [0.2]], ("predicted_churned", "predicted_churned_probability"), [(1, 0.9), (0, 0.8)]),
+    (MULTICLASS, [[0.6, 0.3, 0.1], [0.2, 0.5, 0.3]], ("predicted_species", "predicted_species_probability"),
+     [("adelie", 0.6), ("chinstrap", 0.5)]),
+    (REGRESSION, [[12.3456], [-1.0]], ("predicted_price",), [(12.3456,), (-1.0,)]),
+])
+def test_a_prediction_in_words_is_the_class_and_its_probability_or_the_value(task, outputs, columns, values):
+    assert task.prediction_columns() == columns
+    found = task.prediction_values(np.array(outputs))
+    assert [tuple(v if isinstance(v, str) else pytest.approx(float(v)) for v in row) for row in found] == values
+
+
+def test_the_printed_line_says_what_the_values_say():
+    assert MULTICLASS.describe_prediction([0.2, 0.5, 0.3]) == "species = chinstrap (p = 0.500)"
+    assert BINARY.describe_prediction([0.2]) == "P(churned) = 0.200"  # P(label), whichever class it predicts

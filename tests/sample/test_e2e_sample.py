@@ -3,25 +3,34 @@
 Runs `tfxp run` in a subprocess, as a user would, then checks MLMD and the serving dir.
 """
 import csv
+import glob
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
+import tensorflow as tf
 
+from pipeline import inference
 from pipeline.config import PROJECT_ROOT, load_config
 from pipeline.run_summary import CACHED, EXECUTED, latest_run_states
 from serving import predict
-from tests.conftest import write_csv_slice
+from tests.conftest import write_csv_slice, write_without_column
 from tests.support.sample_run import tfxp_run, write_config
 
 pytestmark = pytest.mark.e2e
 
+# The batch scoring branch is on in the session's run (tests/conftest.py sample_run: 300 of its rows without `tips`).
+SCORING = ["inference_example_gen", "bulk_inferrer", "predictions_csv"]
 COMPONENTS = ["ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "AnomaliesGate",
-              "Transform", "Trainer", "evaluator", "pusher", "tflite_converter", "tflite_evaluator", "pusher_lite"]
+              "Transform", "Trainer", "evaluator", "pusher", "tflite_converter", "tflite_evaluator", "pusher_lite"
+              ] + SCORING
 UPSTREAM_OF_TRAINER = ["ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "AnomaliesGate",
-                       "Transform"]
-TRAINER_AND_AFTER = ["Trainer", "evaluator", "pusher", "tflite_converter", "tflite_evaluator", "pusher_lite"]
+                       "Transform", "inference_example_gen"]
+TRAINER_AND_AFTER = ["Trainer", "evaluator", "pusher", "tflite_converter", "tflite_evaluator", "pusher_lite",
+                     "bulk_inferrer", "predictions_csv"]
 
 
 @pytest.fixture
@@ -75,6 +84,63 @@ def test_a_rerun_with_nothing_changed_executes_no_component(first_run):
     assert {c: states.get(c) for c in COMPONENTS} == {c: CACHED for c in COMPONENTS}
     assert len(os.listdir(cfg.serving_model_dir)) == 1
     assert "No new version was pushed" in result.stdout
+
+
+def _scored(cfg):
+    """(summary, CSV rows) of the batch scoring branch's newest output."""
+    summary = inference.scored_rows(cfg)
+    with open(summary["csv"], newline="") as f:
+        return summary, list(csv.DictReader(f))
+
+
+def test_the_unlabelled_rows_are_scored_into_prediction_logs_and_a_csv_in_the_task_s_words(first_run):
+    tmp, _, cfg, result = first_run
+    summary, rows = _scored(cfg)
+    with open(os.path.join(tmp, "unlabelled.csv"), newline="") as f:
+        given = list(csv.DictReader(f))
+    assert summary["scored"] and summary["rows"] == len(rows) == len(given) == 300
+    assert "tips" not in rows[0] and list(rows[0])[-2:] == ["predicted_big_tipper", "predicted_big_tipper_probability"]
+    assert {row["predicted_big_tipper"] for row in rows} <= {"0", "1"}
+    assert all(0.5 <= float(row["predicted_big_tipper_probability"]) <= 1 for row in rows)
+    logs = glob.glob(os.path.join(summary["prediction_logs"], "prediction_logs-*.gz"))
+    assert logs and sum(1 for _ in tf.data.TFRecordDataset(logs, compression_type="GZIP")) == 300
+    assert f"Batch scoring of {cfg.resolved_inference_data}: 300 rows scored" in result.stdout
+    assert f"CSV of the rows and their predictions: {summary['csv']}" in result.stdout
+
+
+def test_the_scores_are_the_pushed_model_s_on_the_same_rows(first_run):
+    """BulkInferrer scored with this run's model (blessed, so pushed): the served model gives the same answers."""
+    from data.tfrecords import make_example
+
+    _, _, cfg, _ = first_run
+    _, rows = _scored(cfg)
+    examples = [make_example(row, cfg.user_code.features, "scored row").SerializeToString() for row in rows[:50]]
+    outputs = predict.predict_serialized(predict.latest_version(cfg.serving_model_dir), examples)
+    expected = cfg.user_code.task.prediction_values(outputs)
+    assert [row["predicted_big_tipper"] for row in rows[:50]] == [str(c) for c, _ in expected]
+    assert [float(row["predicted_big_tipper_probability"]) for row in rows[:50]] == pytest.approx(
+        [float(p) for _, p in expected], abs=1e-5)
+
+
+def test_tfxp_infer_scores_other_rows_executing_only_the_branch(first_run, tmp_path):
+    tmp, config_path, cfg, _ = first_run
+    rows = write_without_column(os.path.join(tmp, "slice.csv"), tmp_path / "other.csv", "tips", rows=30)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "infer", "--data", "other.csv", "--config", config_path,
+                             "--show", "3"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    states = latest_run_states(cfg.resolved_metadata_path, cfg.pipeline_name)
+    assert {c: states.get(c) for c in COMPONENTS} == {c: EXECUTED if c in SCORING else CACHED for c in COMPONENTS}
+    summary = inference.scored_rows(cfg)
+    lines = result.stdout.splitlines()
+    assert f"Batch scoring of {rows}: 30 rows scored by this run's blessed model (TFX's BulkInferrer)." in lines
+    assert f"  CSV of the rows and their predictions: {summary['csv']}" in lines
+    assert any(line.startswith(f"  PredictionLogs (gzip'd TFRecords of tensorflow.serving.PredictionLog): "
+                               f"{summary['prediction_logs']}") for line in lines)
+    shown = lines[lines.index("The first 3 rows:") + 1:]
+    with open(summary["csv"]) as f:
+        assert shown == ["  " + line.rstrip("\n") for line in f.readlines()[:4]]
+    assert shown[0].endswith("predicted_big_tipper,predicted_big_tipper_probability")
 
 
 def _edited_copy(tmp_path, relative_path, old, new):
