@@ -37,7 +37,7 @@ setup(
         "jsonschema<4.24",
     ],
     extras_require={
-        "dev": ["pytest==8.0.0", "pytest-timeout", "gcp-storage-emulator==2026.7.19",
+        "dev": ["pytest==8.0.0", "pytest-timeout", "pytest-xdist==3.6.1", "gcp-storage-emulator==2026.7.19",
                 # tests/serving/test_k8s.py: Kubernetes' API schemas (shipped: offline); jsonschema also checks
                 # serving/docker-compose.yml against the compose-spec schema (KServe's and compose-spec's
                 # schemas come from PyPI and npm at test time: tests/support/registry_schemas.py)
