@@ -30,7 +30,6 @@ import collections
 import logging
 import os
 import queue
-import signal
 import sys
 import tempfile
 import threading
@@ -45,6 +44,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from serving import payload_events
 from serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, DEFAULT_PATH as METRICS_PATH
 from serving.payload_events import REQUEST, Event, EventError
+from serving.server import stop_on_signals
 from tfxp.errors import TfxpError
 from tfxp.files import is_remote
 from tfxp.request_logs import SUFFIX
@@ -305,14 +305,7 @@ def run_log_sink(args) -> int:
                             log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="log-sink-http", daemon=True)
-    stop = threading.Event()
-
-    def on_signal(signum, _frame):
-        log.info("received %s: writing what the sink holds", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals("writing what the sink holds", log)
     thread.start()
     while not server.started:
         if not thread.is_alive():

@@ -321,18 +321,24 @@ class ModelServer:
         self.manager.request_logger.close()  # what the requests answered queued is written, the files completed
 
     def serve_forever(self) -> None:
-        stop = threading.Event()
-
-        def on_signal(signum, _frame):
-            log.info("received %s: finishing the requests in flight", signal.Signals(signum).name)
-            stop.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        stop = stop_on_signals("finishing the requests in flight")
         while not stop.wait(0.5):
             pass
         self.stop()
         log.info("server stopped")
+
+
+def stop_on_signals(doing: str, logger: logging.Logger = log) -> threading.Event:
+    """An event set on SIGTERM or SIGINT (logged: "received SIGTERM: <doing>"), for a server's main loop."""
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        logger.info("received %s: %s", signal.Signals(signum).name, doing)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
 
 
 def _stop_when_stdin_closes() -> None:
