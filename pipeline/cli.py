@@ -8,7 +8,8 @@
     tfxp runs      the recent runs: what changed, the gate metric, blessed or not, the pushed version
     tfxp infer     score rows without a label (CSV or TFRecords) with the blessed model: TFX's BulkInferrer
     tfxp compile   compile it for Kubeflow Pipelines (KFP v2 PipelineSpec YAML)
-    tfxp submit    compile and submit a run to a Kubeflow Pipelines host
+    tfxp upload    copy the TFRecords `tfxp data` wrote to the Kubeflow config's data_root (gs://...)
+    tfxp submit    compile and submit a run to a Kubeflow Pipelines host, or a schedule (--schedule CRON)
     tfxp report    one HTML page about a run: data, training, evaluation, TFLite, push, timings
     tfxp drift     skew of served requests (or any data) against the training data, or drift between windows
     tfxp diagnose-input   is training input-bound or compute-bound? (after a run)
@@ -133,6 +134,17 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def cmd_upload(args) -> int:
+    from pipeline import data_upload
+    from pipeline.config import CONFIG_DIR, load_config
+
+    cfg = _load(args)
+    source = args.source or load_config(os.path.join(CONFIG_DIR, "local.yaml")).resolved_data_root
+    source = source if "://" in source else os.path.abspath(source)  # relative to here, not the project
+    print(data_upload.upload(source, cfg.resolved_data_root, delete=args.delete).describe())
+    return 0
+
+
 def cmd_compile(args) -> int:
     from pipeline import kubeflow_runner
 
@@ -144,9 +156,24 @@ def cmd_compile(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    from pipeline import kubeflow_runner
+    from pipeline import kubeflow_runner, kubeflow_schedule
 
     cfg = _load(args)
+    if args.schedule is not None:
+        if args.run_name is not None:
+            raise kubeflow_schedule.ScheduleError("--run-name names a one-off run; a schedule's name is "
+                                                  "--schedule-name")
+        made = kubeflow_schedule.schedule(
+            cfg, args.host, args.schedule, package_path=args.package, experiment=args.experiment,
+            name=args.schedule_name, max_concurrency=args.max_concurrency, catchup=not args.no_catchup,
+            replace=args.replace)
+        print(made.describe())
+        return 0
+    given = [flag for flag, value in [("--schedule-name", args.schedule_name), ("--no-catchup", args.no_catchup),
+                                      ("--replace", args.replace), ("--max-concurrency", args.max_concurrency != 1)]
+             if value]
+    if given:
+        raise kubeflow_schedule.ScheduleError(f"{', '.join(given)}: only with --schedule CRON")
     run_id = kubeflow_runner.submit(cfg, args.host, experiment=args.experiment, package_path=args.package,
                                     run_name=args.run_name)
     print(f"submitted run {run_id} to {args.host}")
@@ -303,6 +330,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--last", type=int, default=10, help="how many runs (default 10; 0: all)")
     p.set_defaults(func=cmd_runs)
 
+    p = sub.add_parser("upload", help="copy the TFRecords `tfxp data` wrote to the Kubeflow config's data_root "
+                                      "(gs://...), each file whole or not at all",
+                       description="Copies FOLDER/train/* and FOLDER/eval/* to data_root/train/ and data_root/eval/ "
+                                   "through TensorFlow's file system (gs://, s3://, a local path); skips files already "
+                                   "there with the same size and not older.")
+    _add_config_args(p, "kubeflow.yaml")
+    p.add_argument("--from", dest="source", default=None, metavar="FOLDER",
+                   help="what tfxp data wrote (default: the data_root of pipeline/configs/local.yaml)")
+    p.add_argument("--delete", action="store_true",
+                   help="remove files in data_root's train/ and eval/ that FOLDER does not have (ImportExampleGen "
+                        "would read them too; without it the upload refuses)")
+    p.set_defaults(func=cmd_upload)
+
     p = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines (KFP v2 YAML)")
     _add_config_args(p, "kubeflow.yaml")
     p.add_argument("--output", default=None, help="YAML path (default: runs/kubeflow/<pipeline_name>.yaml)")
@@ -314,6 +354,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", default=None, help="experiment name (created if missing)")
     p.add_argument("--package", default=None, help="submit this compiled YAML instead of compiling")
     p.add_argument("--run-name", default=None)
+    p.add_argument("--schedule", default=None, metavar="CRON",
+                   help="instead of one run, a recurring run on KFP's cron (6 fields, seconds first, UTC), e.g. "
+                        "'0 0 3 * * *' for 03:00 every day; the package is uploaded as a pipeline version named "
+                        "after its content")
+    p.add_argument("--schedule-name", default=None,
+                   help="--schedule: the recurring run's name (default: the pipeline's)")
+    p.add_argument("--max-concurrency", type=int, default=1, metavar="N",
+                   help="--schedule: at most N of its runs at a time (1-10, default 1)")
+    p.add_argument("--no-catchup", action="store_true",
+                   help="--schedule: after a pause run only the latest missed interval (KFP's default, kept here: "
+                        "catch up on each)")
+    p.add_argument("--replace", action="store_true",
+                   help="--schedule: replace a recurring run of the same name that has other settings")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("report", help="one self-contained HTML page about a pipeline run (default: the newest)")

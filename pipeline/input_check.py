@@ -27,19 +27,20 @@ class InputError(ValueError, TfxpError):
     """Unusable input data: one line naming the file, the record where known, and the cause."""
 
 
-def split_files(data_root: str) -> Dict[str, List[str]]:
-    """{split: its files}, or InputError naming what is missing (ImportExampleGen reads ``<split>/*``)."""
+def split_files(data_root: str, what: str = "data_root") -> Dict[str, List[str]]:
+    """{split: its files}, or InputError naming what is missing (ImportExampleGen reads ``<split>/*``);
+    ``what``: the folder's name in the message."""
     import tensorflow as tf
 
     how = f"write them with `tfxp data --csv YOUR.csv --output {data_root}`"
     if not tf.io.gfile.isdir(data_root):
-        raise InputError(f"data_root {data_root} does not exist: {how}")
+        raise InputError(f"{what} {data_root} does not exist: {how}")
     found = {}
     for split in SPLITS:
         files = sorted(f for f in tf.io.gfile.glob(f"{data_root.rstrip('/')}/{split}/*")
                        if not tf.io.gfile.isdir(f))
         if not files:
-            raise InputError(f"data_root {data_root} has no TFRecords in {split}/ (expected "
+            raise InputError(f"{what} {data_root} has no TFRecords in {split}/ (expected "
                              f"{'train/* and eval/*' if not found else split + '/*'}): {how}")
         found[split] = files
     return found

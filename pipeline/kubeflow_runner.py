@@ -75,16 +75,22 @@ def check_reachable(host: str, timeout: float = 10.0) -> None:
                           f"{response.text[:200]}")
 
 
+def package_to_submit(cfg: PipelineConfig, package_path: Optional[str]) -> str:
+    """The given compiled package (which must exist), or the pipeline compiled now to the default path."""
+    if package_path is None:
+        return compile_pipeline(cfg, default_package_path(cfg))
+    if not os.path.exists(package_path):
+        raise SubmitError(f"pipeline package {package_path} does not exist (run tfxp compile)")
+    return package_path
+
+
 def submit(cfg: PipelineConfig, host: str, *, experiment: Optional[str] = None,
            package_path: Optional[str] = None, run_name: Optional[str] = None) -> str:
     """Compiles (unless a package is given) and submits a run; returns the run id."""
     import kfp
 
     check_reachable(host)
-    if package_path is None:
-        package_path = compile_pipeline(cfg, default_package_path(cfg))
-    elif not os.path.exists(package_path):
-        raise SubmitError(f"pipeline package {package_path} does not exist (run tfxp compile)")
+    package_path = package_to_submit(cfg, package_path)
     client = kfp.Client(host=host)
     result = client.create_run_from_pipeline_package(
         package_path, arguments={}, run_name=run_name, experiment_name=experiment)

@@ -1,6 +1,7 @@
 """Files: the one atomic writer, and which paths are remote.
 
     write_atomically(path, "text")          # str or bytes; readers see the old file or the new one
+    copy_atomically(source, path)           # a file of any size, streamed (source and path local or remote)
     with atomic_path(path) as tmp:          # for a library that writes a file itself (pyarrow, shutil)
         shutil.copyfile(src, tmp)
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from typing import Iterator, Optional, Union
 
@@ -35,6 +37,26 @@ def write_atomically(path: str, data: Union[str, bytes], mode: int = 0o644) -> N
         with open(tmp, "wb" if isinstance(data, bytes) else "w", encoding=None if isinstance(data, bytes) else "utf-8") as f:
             f.write(data)
             f.flush()
+            os.fsync(f.fileno())
+
+
+def copy_atomically(source: str, path: str) -> None:
+    """Copies the file ``source`` to ``path``, creating its directory; see the module docstring. Either may be
+    remote; the bytes are streamed, never held whole in memory."""
+    if is_remote(path):
+        import tensorflow as tf
+
+        tf.io.gfile.makedirs(os.path.dirname(path))
+        tf.io.gfile.copy(source, path, overwrite=True)
+        return
+    with atomic_path(path) as tmp:
+        if is_remote(source):
+            import tensorflow as tf
+
+            tf.io.gfile.copy(source, tmp, overwrite=True)
+        else:
+            shutil.copyfile(source, tmp)
+        with open(tmp, "rb") as f:  # on disk before the rename, as write_atomically
             os.fsync(f.fileno())
 
 

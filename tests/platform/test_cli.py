@@ -17,8 +17,10 @@ from components.custom.anomalies_gate import AnomaliesFoundError
 from data.tfrecords import DataError
 from pipeline.beam_services import BeamServicesError
 from pipeline.config import ConfigError
+from pipeline.data_upload import UploadError
 from pipeline.input_check import InputError
 from pipeline.kubeflow_runner import SubmitError
+from pipeline.kubeflow_schedule import ScheduleError
 from pipeline.local_runner import PipelineRunError
 from pipeline.run_guard import RunLockedError
 from pipeline.schema_tool import SchemaError
@@ -55,6 +57,7 @@ def tfxp(*args, cwd):
     (UserCodeError, 2, ValueError), (ServeError, 2, ValueError), (ClientError, 2, ValueError),
     (NotAModelError, 2, ValueError), (ReleaseError, 2, ValueError), (InputError, 2, ValueError),
     (ManifestError, 2, ValueError), (ComposeError, 2, ValueError), (SinkError, 2, ValueError),
+    (UploadError, 2, ValueError), (ScheduleError, 2, ValueError),
     (SubmitError, 2, RuntimeError), (RunLockedError, 2, RuntimeError), (BeamServicesError, 1, RuntimeError),
     (PipelineRunError, 1, RuntimeError), (ServingRequestError, 1, RuntimeError), (ServingUnavailable, 1, RuntimeError),
     (AnomaliesFoundError, 3, RuntimeError),
@@ -85,7 +88,7 @@ def _rows(tmp_path, name, *rows):
 
 
 @pytest.mark.parametrize("case", ["config value", "config file", "bad row", "no server", "user package",
-                                  "release", "data flags", "rows to score"])
+                                  "release", "data flags", "rows to score", "schedule", "upload"])
 def test_a_failure_is_one_line_on_stderr_with_its_exit_code_and_no_tensorflow(tmp_path, case):
     rows = _rows(tmp_path, "rows.jsonl", {"age": 30})
     args, code, says = {
@@ -102,6 +105,10 @@ def test_a_failure_is_one_line_on_stderr_with_its_exit_code_and_no_tensorflow(tm
         "data flags": (["data", "--write-csv", tmp_path / "x.csv"], 2, "--write-csv writes synthetic rows"),
         "rows to score": (["infer", "--data", _text(tmp_path, "unlabelled.csv", "x,y\n1,2\n"),
                            "--set", "user_package=synth_binary"], 2, "unlabelled.csv, line 1 (header): missing column(s)"),
+        "schedule": (["submit", "--host", "http://127.0.0.1:9", "--schedule", "0 3 * * *"], 2,
+                     "--schedule '0 3 * * *': 5 fields, but KFP's cron: 6 fields"),
+        "upload": (["upload", "--from", tmp_path, "--set", f"data_root={tmp_path}"], 2,
+                   "is the folder being uploaded (--from)"),
     }[case]
     exit_code, _, stderr, imported_tensorflow = tfxp(*args, cwd=tmp_path)
     assert (exit_code, len(stderr)) == (code, 1), stderr
@@ -176,6 +183,7 @@ BAD_INPUT_BY_COMMAND = {
                 "serving.kubernetes.namespace must be a Kubernetes name"),
     "submit": (["submit", "--host", "http://127.0.0.1:9", "--set", "serving.batching.max_batch_size=0"],
                "serving.batching.max_batch_size"),
+    "upload": (["upload"], "data_root gs://YOUR_BUCKET/tfx/data/chicago_taxi still holds the preset's placeholder"),
     "report": (["report", "--set", "nosuchkey=1"], "nosuchkey"),
     "drift": (["drift", "--data", "{tmp}/no_logs"], "no request logs, TFRecord files or CSV there"),
     "diagnose-input": (["diagnose-input", "--set", "training.batch_size=many"], "training: batch_size"),
