@@ -4,8 +4,8 @@
     tfxp upload --from runs/data/mine --config my-kubeflow.yaml
 
 What is copied: ``<from>/train/*`` and ``<from>/eval/*``, what ImportExampleGen reads and all that
-`tfxp data` writes, each to ``<data_root>/<split>/<name>``, through TensorFlow's file system (the one
-TFX's fileio uses for gs://, s3://, hdfs://: any store this environment can write). Each file
+`tfxp data` writes, each to ``<data_root>/<split>/<name>``, through TFX's fileio (the file system
+plugin that serves gs://, s3://, hdfs://: any store this environment can write). Each file
 appears whole or not at all (tfxp/files.py ``copy_atomically``): on an object store the file is one
 object write; on a local or mounted folder it is written under a temporary name beside it and
 renamed. Up to 8 files are copied at once.
@@ -79,23 +79,23 @@ def _same_folder(a: str, b: str) -> bool:
 
 def _plan(source: str, destination: str) -> Tuple[List[Tuple[str, str]], List[str], List[str]]:
     """(the (source, destination) pairs to copy, the relative names to skip, the destination files to delete)."""
-    import tensorflow as tf
+    from tfx.dsl.io import fileio
 
     copy, skip, extra = [], [], []
     for split, files in split_files(source, what="--from").items():
         names = {os.path.basename(f.rstrip("/")) for f in files}
         for name in sorted(names):
             src, dst = _join(source, split, name), _join(destination, split, name)
-            if tf.io.gfile.exists(dst):
-                there, here = tf.io.gfile.stat(dst), tf.io.gfile.stat(src)
+            if fileio.exists(dst):
+                there, here = fileio.stat(dst), fileio.stat(src)
                 if there.length == here.length and there.mtime_nsec >= here.mtime_nsec:
                     skip.append(f"{split}/{name}")
                     continue
             copy.append((src, dst))
         folder = _join(destination, split)
-        if tf.io.gfile.isdir(folder):
-            extra += [_join(folder, n.rstrip("/")) for n in sorted(tf.io.gfile.listdir(folder))
-                      if not n.endswith("/") and n not in names and not tf.io.gfile.isdir(_join(folder, n))]
+        if fileio.isdir(folder):
+            extra += [_join(folder, n.rstrip("/")) for n in sorted(fileio.listdir(folder))
+                      if not n.endswith("/") and n not in names and not fileio.isdir(_join(folder, n))]
     return copy, skip, extra
 
 
@@ -107,7 +107,8 @@ def upload(source: str, destination: str, *, delete: bool = False) -> UploadResu
     if _same_folder(source, destination):
         raise UploadError(f"data_root {destination} is the folder being uploaded (--from): upload to the data_root "
                           f"of a Kubeflow config (--config pipeline/configs/kubeflow.yaml)")
-    import tensorflow as tf
+    import tensorflow as tf  # its errors: TFX's fileio serves gs:// and s3:// through TensorFlow's file system
+    from tfx.dsl.io import fileio
 
     start = time.monotonic()
     copy, skip, extra = _plan(source, destination)
@@ -116,7 +117,7 @@ def upload(source: str, destination: str, *, delete: bool = False) -> UploadResu
         raise UploadError(f"data_root {destination} holds {len(extra)} file(s) in {'/'.join(SPLITS)} that {source} "
                           f"does not ({shown}); ImportExampleGen would read them too: pass --delete to remove them, "
                           f"or upload to another data_root")
-    sizes: Dict[str, int] = {src: tf.io.gfile.stat(src).length for src, _ in copy}
+    sizes: Dict[str, int] = {src: fileio.stat(src).length for src, _ in copy}
     total, done, done_bytes, last = sum(sizes.values()), 0, 0, time.monotonic()
     lock = threading.Lock()
 
@@ -140,6 +141,6 @@ def upload(source: str, destination: str, *, delete: bool = False) -> UploadResu
             for future in [pool.submit(copy_one, pair) for pair in copy]:
                 future.result()
     for path in extra:  # after the new files are there: a reader never finds a split empty
-        tf.io.gfile.remove(path)
+        fileio.remove(path)
     return UploadResult(source, destination, [dst for _, dst in copy], total, skip,
                         [os.path.basename(p) for p in extra], time.monotonic() - start)

@@ -7,8 +7,8 @@
 
 A local file is written to a temporary name in its own directory, flushed to disk (fsync), then
 renamed over the destination: a crash leaves the old file or the new one, never half of one, and no
-temporary file behind. A remote path (gs://, s3://, ...) is one object write through TensorFlow's
-file system (imported only then), which object stores make atomic themselves.
+temporary file behind. A remote path (gs://, s3://, ...) is one object write (through TensorFlow's file system, or TFX's fileio
+for copies; imported only then), which object stores make atomic themselves.
 """
 from __future__ import annotations
 
@@ -42,18 +42,19 @@ def write_atomically(path: str, data: Union[str, bytes], mode: int = 0o644) -> N
 
 def copy_atomically(source: str, path: str) -> None:
     """Copies the file ``source`` to ``path``, creating its directory; see the module docstring. Either may be
-    remote; the bytes are streamed, never held whole in memory."""
+    remote: then through TFX's fileio (``tfx.dsl.io.fileio``, whichever file system plugin serves the scheme:
+    gs://, s3://, hdfs://), as TFX's own components copy artifacts. The bytes are streamed, never held whole."""
     if is_remote(path):
-        import tensorflow as tf
+        from tfx.dsl.io import fileio
 
-        tf.io.gfile.makedirs(os.path.dirname(path))
-        tf.io.gfile.copy(source, path, overwrite=True)
+        fileio.makedirs(os.path.dirname(path))
+        fileio.copy(source, path, overwrite=True)
         return
     with atomic_path(path) as tmp:
         if is_remote(source):
-            import tensorflow as tf
+            from tfx.dsl.io import fileio
 
-            tf.io.gfile.copy(source, tmp, overwrite=True)
+            fileio.copy(source, tmp, overwrite=True)
         else:
             shutil.copyfile(source, tmp)
         with open(tmp, "rb") as f:  # on disk before the rename, as write_atomically
