@@ -53,3 +53,28 @@ def test_a_gate_threshold_needs_exactly_one_value_threshold_to_replace():
     with pytest.raises(ValueError, match="exactly one value threshold with one bound .* it has 0"):
         with_gate_threshold(tfma.EvalConfig(metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount")])]), 0.5)
+
+
+@pytest.mark.beam
+def test_the_trainer_hands_run_fn_its_own_step_counts(workspace, tmp_path):
+    """The local path as a Kubeflow task's: ints in train_steps/eval_steps become fn_args' steps."""
+    from tfx.dsl.components.base import base_executor
+    from tfx.types import artifact_utils, standard_artifacts
+
+    from components.training.component import Executor
+
+    transformed = workspace.transformed("synth_binary")
+    examples = standard_artifacts.Examples()
+    examples.uri, examples.split_names = transformed["examples_uri"], artifact_utils.encode_split_names(
+        ["train", "eval"])
+    graph = standard_artifacts.TransformGraph()
+    graph.uri = transformed["transform_output"]
+    model, model_run = standard_artifacts.Model(), standard_artifacts.ModelRun()
+    model.uri, model_run.uri = str(tmp_path / "model"), str(tmp_path / "model_run")
+    executor = Executor(base_executor.BaseExecutor.Context(tmp_dir=str(tmp_path / "tmp")))
+    fn_args = executor._GetFnArgs(  # pylint: disable=protected-access
+        {"examples": [examples], "transform_graph": [graph]}, {"model": [model], "model_run": [model_run]},
+        {"train_args": "{}", "eval_args": "{}", "custom_config": "{}", "run_fn": "m.run_fn",
+         "train_steps": 7, "eval_steps": 3})
+    assert (fn_args.train_steps, fn_args.eval_steps) == (7, 3)
+    assert fn_args.train_files and fn_args.transform_output == transformed["transform_output"]
