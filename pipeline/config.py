@@ -4,7 +4,8 @@
 
 Sections: ``training`` (components/training/options.py), ``evaluation`` (below), ``tflite``
 (components/custom/tflite_options.py), ``serving`` (serving/options.py), ``inference`` (below, the batch
-scoring branch: pipeline/inference.py), ``drift`` (pipeline/drift/options.py): each section's keys and defaults
+scoring branch: pipeline/inference.py), ``drift`` (pipeline/drift/options.py), ``kubeflow``
+(pipeline/kubeflow_options.py, the compiled pipeline's only): each section's keys and defaults
 are defined once, beside
 the code that uses them. What the data is and what to predict are not here: they live in the data
 scientist's package (``user_package``, default ``components``). A key that names a feature or a
@@ -28,6 +29,8 @@ from components.core.user_code import DEFAULT_PACKAGE, UserCode, UserCodeError, 
 from components.custom.tflite_options import TFLiteOptions
 from components.training.options import TrainingOptions
 from pipeline.drift.options import DriftOptions
+from pipeline.kubeflow_options import (EvaluatorResources, KubeflowOptions, KubeflowResources, StepResources,
+                                       TrainerResources, TransformResources)
 from serving.options import (BatchingOptions, InfraValidationOptions, KubernetesOptions,
                              PayloadLoggerOptions, RequestLogOptions, ServingOptions, ServingTarget)
 from tfxp.errors import TfxpError
@@ -142,6 +145,7 @@ class PipelineConfig:
     serving: ServingOptions = dataclasses.field(default_factory=ServingOptions)
     inference: InferenceConfig = dataclasses.field(default_factory=InferenceConfig)
     drift: DriftOptions = dataclasses.field(default_factory=DriftOptions)
+    kubeflow: KubeflowOptions = dataclasses.field(default_factory=KubeflowOptions)
 
     def __post_init__(self):
         self.validate()
@@ -259,6 +263,7 @@ class PipelineConfig:
             self.tflite.check()
             self.serving.check()
             self.drift.check()
+            self.kubeflow.check(self.training)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         if self.beam_preset not in BEAM_PRESETS:
@@ -296,10 +301,13 @@ class PipelineConfig:
 # Nested config sections, by parent class.
 _SECTIONS = {PipelineConfig: {"training": TrainingOptions, "evaluation": EvaluationConfig,
                               "tflite": TFLiteOptions, "serving": ServingOptions, "inference": InferenceConfig,
-                              "drift": DriftOptions},
+                              "drift": DriftOptions, "kubeflow": KubeflowOptions},
              ServingOptions: {"batching": BatchingOptions, "infra_validation": InfraValidationOptions,
                               "kubernetes": KubernetesOptions, "request_log": RequestLogOptions},
-             KubernetesOptions: {"payload_logger": PayloadLoggerOptions}}
+             KubernetesOptions: {"payload_logger": PayloadLoggerOptions},
+             KubeflowOptions: {"resources": KubeflowResources},
+             KubeflowResources: {"default": StepResources, "transform": TransformResources,
+                                 "trainer": TrainerResources, "evaluator": EvaluatorResources}}
 
 
 def _field_types(cls) -> Dict[str, Any]:

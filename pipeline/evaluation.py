@@ -17,6 +17,15 @@ from pipeline.config import PipelineConfig
 from tfxp import contract
 
 
+def gate_bound(cfg: PipelineConfig) -> float:
+    """The gate metric's value bound: evaluation.threshold, or the widest bound when it is null (without a
+    value threshold, a first run (no baseline: TFMA drops change thresholds) would have nothing to validate,
+    and TFX's Evaluator then writes no blessing: nothing would ever be pushed)."""
+    if cfg.evaluation.threshold is not None:
+        return float(cfg.evaluation.threshold)
+    return -sys.float_info.max if cfg.gate_metric.higher_is_better else sys.float_info.max
+
+
 def gate_threshold(cfg: PipelineConfig) -> tfma.MetricThreshold:
     metric, ev = cfg.gate_metric, cfg.evaluation
     direction = tfma.MetricDirection.HIGHER_IS_BETTER if metric.higher_is_better else tfma.MetricDirection.LOWER_IS_BETTER
@@ -25,14 +34,9 @@ def gate_threshold(cfg: PipelineConfig) -> tfma.MetricThreshold:
     worse = -ev.max_degradation if metric.higher_is_better else ev.max_degradation
     change = tfma.GenericChangeThreshold(direction=direction, **(
         {"absolute": {"value": worse}} if metric.bounded else {"relative": {"value": worse}}))
-    # Without a value threshold, a first run (no baseline: TFMA drops change thresholds) would have
-    # nothing to validate, and TFX's Evaluator then writes no blessing: nothing would ever be pushed.
-    # "No absolute bound" is the widest bound instead.
     side = "lower_bound" if metric.higher_is_better else "upper_bound"
-    bound = ev.threshold if ev.threshold is not None else (-sys.float_info.max if metric.higher_is_better
-                                                           else sys.float_info.max)
     return tfma.MetricThreshold(change_threshold=change,
-                                value_threshold=tfma.GenericValueThreshold(**{side: {"value": bound}}))
+                                value_threshold=tfma.GenericValueThreshold(**{side: {"value": gate_bound(cfg)}}))
 
 
 def make_eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:

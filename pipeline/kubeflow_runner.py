@@ -2,19 +2,20 @@
 
 The same ``create_pipeline(config)`` as the local run; user code is referenced by
 module path (installed in the image), so compiling needs no access to the
-pipeline root (no ``module_file`` wheel is built or uploaded).
+pipeline root (no ``module_file`` wheel is built or uploaded). Kubeflow's own: each
+step's resources (the config's kubeflow.resources) and the run parameters
+(pipeline/run_parameters.py), with their defaults, in the root's inputDefinitions.
 """
 from __future__ import annotations
 
 import logging
 import os
 import re
-import shutil
-import tempfile
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from pipeline.config import LOCAL_ONLY_PRESETS, ConfigError, PipelineConfig
 from tfxp.errors import TfxpError
+from tfxp.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ def compile_pipeline(cfg: PipelineConfig, output_path: str) -> str:
         raise ConfigError(f"beam_preset {cfg.beam_preset}: its job service and worker pool run beside tfxp run, "
                           f"not in a Kubeflow step; use multi_processing, dataflow, flink or spark")
     from tfx import v1 as tfx
+    from tfx import version as tfx_version
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
     from pipeline.pipeline import create_pipeline
 
@@ -33,21 +36,65 @@ def compile_pipeline(cfg: PipelineConfig, output_path: str) -> str:
                           f"'-' only (e.g. {cfg.pipeline_name.lower().replace('_', '-')!r})")
     if not output_path.endswith((".yaml", ".yml")):
         raise ValueError(f"output {output_path!r}: expected a .yaml file name (KFP v2 PipelineSpec)")
+    # KFP caches steps itself; its compiler supports only TFX's stock baseline strategy.
+    pipeline = create_pipeline(cfg, exclude_candidate_from_baseline=False, runtime_parameters=True)
+    size_steps(pipeline, cfg)
+    # Pipeline spec 2.1: constants as google.protobuf.Value (`runtimeValue.constant`) and typed parameters
+    # (`parameterType`), the only form Kubeflow Pipelines 2's driver and launcher read; TFX's default 2.0 form
+    # (`constantValue`) fails there, and its YAML writer fails on any run parameter (KeyError 'parameterType').
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=cfg.image,
+                                                                        use_pipeline_spec_2_1=True))
+    job = runner.run(pipeline, write_out=False)
+    complete_ir(job["pipelineSpec"], pipeline)
     output_path = os.path.abspath(output_path)
-    out_dir = os.path.dirname(output_path)
-    os.makedirs(out_dir, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(prefix=".compile-", dir=out_dir)
-    try:
-        runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-            config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=cfg.image),
-            output_dir=tmp_dir, output_filename=os.path.basename(output_path))
-        # KFP caches steps itself; its compiler supports only TFX's stock baseline strategy.
-        runner.run(create_pipeline(cfg, exclude_candidate_from_baseline=False))
-        os.replace(os.path.join(tmp_dir, os.path.basename(output_path)), output_path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+    # TFX's own writer (the header that lists the parameters, then the spec); it picks YAML by the file name.
+    temporary = os.path.join(os.path.dirname(output_path), f".{os.path.basename(output_path)}.compiling.yaml")
+    with atomic_path(output_path, temporary=temporary) as tmp:
+        kubeflow_v2_dag_runner._write_pipeline_spec_to_file(  # pylint: disable=protected-access
+            job, f"This is converted from TFX pipeline from tfx-{tfx_version.__version__}.", tmp)
     log.info("compiled pipeline %r for Kubeflow (image %s) to %s", cfg.pipeline_name, cfg.image, output_path)
     return output_path
+
+
+def size_steps(pipeline, cfg: PipelineConfig) -> None:
+    """Gives each step its kubeflow.resources as TFX's platform config (a KFP ResourceSpec). Beam steps on the
+    DirectRunner with one worker per core (``--direct_num_workers=0``) get as many workers as their CPU limit:
+    Beam counts the node's cores, not the pod's, and a 4-core pod on a 64-core node would start 64."""
+    from tfx.dsl.components.base import base_component, executor_spec
+
+    one_per_core = "--direct_num_workers=0" in cfg.resolved_beam_args
+    for component in pipeline.components:
+        if not isinstance(component, base_component.BaseComponent):
+            continue  # resolvers: Kubeflow's driver answers them, no container
+        step = cfg.kubeflow.resources.for_node(component.id)
+        component.with_platform_config(step.resource_spec())
+        if one_per_core and isinstance(component.executor_spec, executor_spec.BeamExecutorSpec):
+            component.executor_spec.add_beam_pipeline_args([f"--direct_num_workers={max(1, int(step.cores))}"])
+
+
+def complete_ir(spec: Dict[str, Any], pipeline) -> None:
+    """Finishes, in the compiled PipelineSpec, what TFX 1.16's compiler leaves out: each run parameter's default
+    (it compiles only the type, so every run would have to give every value) and the resources of
+    FileBasedExampleGen steps (ImportExampleGen: its container spec is built apart and drops the platform config)."""
+    from tfx.orchestration.data_types import RuntimeParameter
+
+    from google.protobuf import json_format
+
+    parameters = {value.name: value for component in pipeline.components
+                  for value in component.exec_properties.values() if isinstance(value, RuntimeParameter)}
+    for name, definition in spec["root"].get("inputDefinitions", {}).get("parameters", {}).items():
+        parameter = parameters[name]
+        definition.update(defaultValue=parameter.default, isOptional=True)
+        if parameter.description:
+            definition["description"] = parameter.description
+    executors = spec["deploymentSpec"]["executors"]
+    for component in pipeline.components:
+        if not getattr(component, "platform_config", None):
+            continue
+        container = executors[spec["components"][component.id]["executorLabel"]]["container"]
+        if "resources" not in container:
+            container["resources"] = json_format.MessageToDict(component.platform_config)
 
 
 class SubmitError(RuntimeError, TfxpError):

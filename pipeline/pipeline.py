@@ -15,12 +15,12 @@ from typing import List, Optional
 
 # Not `from tfx import v1`: it also imports TFX's Google Cloud and Kubeflow extensions (aiplatform,
 # kfp), 3-5 s of every `tfxp run`'s start-up that a local run never uses.
-from tfx.components import BulkInferrer, ExampleValidator, Pusher, SchemaGen, StatisticsGen, Trainer, Transform
+from tfx.components import BulkInferrer, ExampleValidator, Pusher, SchemaGen, StatisticsGen, Transform
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.orchestration.pipeline import Pipeline
-from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, infra_validator_pb2, pusher_pb2, trainer_pb2
+from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, infra_validator_pb2, pusher_pb2
 from tfx.types import Channel, standard_artifacts
 
 from components.custom.anomalies_gate import AnomaliesGate
@@ -31,11 +31,13 @@ from components.custom.baseline import CANDIDATE_KEY, LatestBlessedNonCandidateM
 from components.custom.evaluator import Evaluator
 from components.custom.tflite_converter import TFLiteConverter
 from components.custom.tflite_evaluator import TFLiteEvaluator
+from components.training.component import Trainer
 from components.training.options import trainer_custom_config
 from pipeline import code_fingerprint
 from pipeline.config import PipelineConfig
 from pipeline.evaluation import make_eval_config
 from pipeline.inference import ROWS_SPLIT, RowsToScore, rows_to_score
+from pipeline.run_parameters import RunParameters
 from tfxp import contract
 from tfxp import nodes
 
@@ -106,17 +108,21 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
                     metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
                     exclude_candidate_from_baseline: bool = True,
-                    scoring_rows: Optional[RowsToScore] = None) -> Pipeline:
+                    scoring_rows: Optional[RowsToScore] = None,
+                    runtime_parameters: bool = False) -> Pipeline:
     """Builds the pipeline from ``cfg``.
 
     ``schema_file`` overrides ``cfg.schema_path`` (the local runner passes a
     content-addressed copy so that editing the schema invalidates the cache).
     ``scoring_rows`` overrides where the batch scoring branch reads ``cfg.inference.data`` (the local runner
     passes the TFRecords it converted a CSV into).
+    ``runtime_parameters``: the data root, the Trainer's steps and the gate threshold become run parameters
+    that default to the config's values (pipeline/run_parameters.py; the Kubeflow compile's); else plain values.
     """
+    run = RunParameters.runtime(cfg) if runtime_parameters else RunParameters.from_config(cfg)
     # ImportExampleGen that copies the pre-split files instead of re-writing every record with Beam.
     example_gen = CopyingImportExampleGen(
-        input_base=cfg.resolved_data_root,
+        input_base=run.data_root,
         input_config=example_gen_pb2.Input(splits=[
             example_gen_pb2.Input.Split(name="train", pattern="train/*"),
             example_gen_pb2.Input.Split(name="eval", pattern="eval/*"),
@@ -147,8 +153,8 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=trainer_pb2.TrainArgs(num_steps=cfg.training.train_steps),
-        eval_args=trainer_pb2.EvalArgs(num_steps=cfg.training.eval_steps),
+        train_steps=run.train_steps,
+        eval_steps=run.eval_steps,
         custom_config=trainer_custom_config(
             cfg.training, cfg.user_package, cfg.tflite.qat_steps if cfg.quantization_aware_training else 0,
             code_fingerprint.trainer_fingerprint(cfg.user_package))).with_id(nodes.TRAINER)
@@ -176,6 +182,7 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
         baseline_model=baseline_resolver.outputs["model"],
         baseline_model_blessing=baseline_resolver.outputs["model_blessing"],
         eval_config=make_eval_config(cfg),
+        gate_threshold=run.gate_threshold if runtime_parameters else None,  # locally: the eval config's own
         code_fingerprint=code_fingerprint.evaluator_fingerprint(),
     ).with_id(nodes.EVALUATOR)
 

@@ -27,6 +27,10 @@ TFMA evaluates both models as TFX does. So do a baseline blessed by TFX's own Ev
 properties), confidence intervals, cross-slicing, user modules (custom extractors or model loaders)
 and stored metrics that are not plain numbers or that have plots: what this executor cannot restore
 exactly, it does not restore.
+
+The gate's threshold as a run parameter: the eval config is a proto, which cannot hold a Kubeflow run
+parameter, so a float execution property, ``gate_threshold``, replaces the bound of the eval config's one
+value threshold before anything reads it (``with_gate_threshold``). Unset (local runs), the eval config's own.
 """
 from __future__ import annotations
 
@@ -66,6 +70,9 @@ BASELINE_MODEL_BLESSING_KEY = "baseline_model_blessing"
 EVALUATION_URI_PROPERTY = "evaluation_uri"  # the ModelEvaluation holding the current model's metrics
 EVALUATION_KEY_PROPERTY = "evaluation_key"  # what those metrics depend on besides the model
 BASELINE_METRICS_FROM_PROPERTY = "baseline_metrics_from"  # set when the baseline's metrics were reused
+# A float execution property (a run parameter on Kubeflow: the proto eval_config cannot hold one) that
+# replaces the bound of the eval config's one value threshold: the gate's.
+GATE_THRESHOLD_KEY = "gate_threshold"
 
 _TELEMETRY_DESCRIPTORS = ["Evaluator"]
 
@@ -109,6 +116,25 @@ def evaluation_key(eval_config: tfma.EvalConfig, model_spec: tfma.ModelSpec, exa
         "tfma": tfma.version.VERSION,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def with_gate_threshold(eval_config: tfma.EvalConfig, bound: float) -> tfma.EvalConfig:
+    """A copy of ``eval_config`` whose one value threshold (lower or upper bound) is ``bound``."""
+    config = tfma.EvalConfig()
+    config.CopyFrom(eval_config)
+    thresholds = []
+    for spec in config.metrics_specs:
+        for metric in spec.metrics:
+            thresholds += [metric.threshold] + [t.threshold for t in metric.per_slice_thresholds]
+        thresholds += list(spec.thresholds.values())
+        thresholds += [t.threshold for per_slice in spec.per_slice_thresholds.values() for t in per_slice.thresholds]
+    values = [t.value_threshold for t in thresholds if t.HasField("value_threshold")]
+    sides = [side for value in values for side in ("lower_bound", "upper_bound") if value.HasField(side)]
+    if len(sides) != 1:
+        raise ValueError(f"{GATE_THRESHOLD_KEY}: the eval config must have exactly one value threshold with one "
+                         f"bound for the run's threshold to replace, it has {len(sides)}")
+    getattr(values[0], sides[0]).value = float(bound)
+    return config
 
 
 class StoredMetrics:
@@ -199,6 +225,7 @@ class Executor(tfx_executor.Executor):
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
+        exec_properties = self._with_run_threshold(exec_properties)
         stored = self._reusable_baseline_metrics(input_dict, exec_properties)
         if stored is None:
             super().Do(input_dict, output_dict, exec_properties)
@@ -207,6 +234,18 @@ class Executor(tfx_executor.Executor):
         self._record_evaluation(input_dict, output_dict, exec_properties, stored)
 
     # -- what the run's inputs say ----------------------------------------------------------------
+
+    @staticmethod
+    def _with_run_threshold(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+        """The execution properties with ``gate_threshold``, when set, written into the eval config."""
+        bound = exec_properties.get(GATE_THRESHOLD_KEY)
+        if bound is None or not exec_properties.get(standard_component_specs.EVAL_CONFIG_KEY):
+            return exec_properties
+        config = tfma.EvalConfig()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.EVAL_CONFIG_KEY], config)
+        logging.info("The gate's value threshold for this run: %s (%s).", bound, GATE_THRESHOLD_KEY)
+        return {**exec_properties,
+                standard_component_specs.EVAL_CONFIG_KEY: proto_utils.proto_to_json(with_gate_threshold(config, bound))}
 
     @staticmethod
     def _eval_config(input_dict, exec_properties) -> tfma.EvalConfig:
@@ -377,23 +416,25 @@ class Executor(tfx_executor.Executor):
 class EvaluatorSpec(standard_component_specs.EvaluatorSpec):
     """TFX's Evaluator spec, with the baseline's blessing (where its metrics are) and the code's fingerprint."""
     PARAMETERS = {**standard_component_specs.EvaluatorSpec.PARAMETERS,
-                  "code_fingerprint": ExecutionParameter(type=str)}  # a code edit changes the cache key
+                  "code_fingerprint": ExecutionParameter(type=str),  # a code edit changes the cache key
+                  GATE_THRESHOLD_KEY: ExecutionParameter(type=float, optional=True)}
     INPUTS = {**standard_component_specs.EvaluatorSpec.INPUTS,
               BASELINE_MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True)}
 
 
 class Evaluator(base_beam_component.BaseBeamComponent):
-    """TFX's Evaluator (same outputs, same blessing) that reuses an unchanged baseline's metrics."""
+    """TFX's Evaluator (same outputs, same blessing) that reuses an unchanged baseline's metrics.
+    ``gate_threshold`` (a float or a run parameter) replaces the bound of ``eval_config``'s value threshold."""
     SPEC_CLASS = EvaluatorSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, *, eval_config: tfma.EvalConfig,
                  code_fingerprint: str, baseline_model: Optional[types.BaseChannel] = None,
                  baseline_model_blessing: Optional[types.BaseChannel] = None,
-                 example_splits: Optional[List[str]] = None):
+                 example_splits: Optional[List[str]] = None, gate_threshold=None):
         super().__init__(spec=EvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model,
-            baseline_model_blessing=baseline_model_blessing, eval_config=eval_config,
+            baseline_model_blessing=baseline_model_blessing, eval_config=eval_config, gate_threshold=gate_threshold,
             example_splits=json_utils.dumps(example_splits), code_fingerprint=code_fingerprint,
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing)))

@@ -1,5 +1,6 @@
 """Platform: everything the Trainer runs (run_fn: components.training.trainer.run_fn).
 
+component.py the Trainer component: TFX's, with train_steps and eval_steps as ints (Kubeflow run parameters)
 options.py   the training: section of the config, strategy names, the Trainer custom_config (no TensorFlow)
 trainer.py   run_fn: builds your model for your task, trains it under the strategy, exports it
 inputs.py    the input pipeline (training, diagnose-input, TFLite), the model inputs

@@ -93,7 +93,7 @@ class TrainerJobConfig:
                    qat_steps=int(custom_config.get("qat_steps", 0)))
 
 
-# Steps travel in TFX's own TrainArgs/EvalArgs, not in custom_config.
+# Steps travel in the Trainer's own train_steps/eval_steps (components/training/component.py), not in custom_config.
 _STEP_KEYS = ("train_steps", "eval_steps")
 
 

@@ -169,6 +169,8 @@ def train_and_export(job: TrainerJob, strategy, export_dir: str, *, is_chief: bo
         model = build_user_model(user, inputs.model_inputs(user, tf_transform_output), options.learning_rate)
     callbacks = [times] + ([keras.callbacks.TensorBoard(log_dir=job.model_run_dir)] if is_chief else [])
     epochs, steps_per_epoch, validation_steps = epoch_plan(training_steps(job, global_batch), job.eval_steps)
+    log.info("training %d steps: %d epoch(s) of %d, each validated on %d batch(es)", epochs * steps_per_epoch,
+             epochs, steps_per_epoch, validation_steps)
     if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
         # The coordinator hands each worker a dataset it builds itself (DatasetCreator).
         def dataset_fn(input_context):

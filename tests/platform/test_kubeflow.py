@@ -5,11 +5,12 @@ by tfxp upload), exactly as the image would run it."""
 import hashlib
 import json
 import os
+import re
 
 import pytest
 import yaml
 
-from pipeline import kubeflow_runner
+from pipeline import kubeflow_runner, run_parameters
 from pipeline.config import CONFIG_DIR, load_config
 from pipeline.pipeline import create_pipeline
 from tests.conftest import write_csv_slice
@@ -84,19 +85,89 @@ def test_beam_args_are_passed_to_every_beam_step(compiled, kubeflow_config):
 
 
 def _parameter(task, name):
-    value = task["inputs"]["parameters"][name]["runtimeValue"]["constantValue"]
-    return next(iter(value.values()))
+    return task["inputs"]["parameters"][name]["runtimeValue"]["constant"]
 
 
-def test_runtime_parameters_carry_the_config(compiled, kubeflow_config):
+def test_task_parameters_carry_the_config(compiled, kubeflow_config):
     tasks = _tasks(compiled[1])
-    assert json.loads(_parameter(tasks["Trainer"], "train_args")) == {"num_steps": kubeflow_config.training.train_steps}
     custom = json.loads(_parameter(tasks["Trainer"], "custom_config"))
     assert custom["training"]["strategy"] == kubeflow_config.training.strategy
     assert custom["user_package"] == "components" and custom["code_fingerprint"]
     assert _parameter(tasks["Trainer"], "run_fn") == "components.training.trainer.run_fn"
     assert _parameter(tasks["Transform"], "preprocessing_fn") == "components.preprocessing.preprocessing_fn"
-    assert _parameter(tasks["ImportExampleGen"], "input_base") == kubeflow_config.resolved_data_root
+
+
+def test_the_run_parameters_are_pipeline_inputs_that_default_to_the_config(compiled, kubeflow_config):
+    """The KFP UI's run form: the root's inputDefinitions, each with the config's value as its default."""
+    spec = compiled[1]
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert {name: (p["parameterType"], p["defaultValue"], p["isOptional"]) for name, p in inputs.items()} == {
+        "data_root": ("STRING", kubeflow_config.resolved_data_root, True),
+        "train_steps": ("NUMBER_INTEGER", kubeflow_config.training.train_steps, True),
+        "eval_steps": ("NUMBER_INTEGER", kubeflow_config.training.eval_steps, True),
+        "gate_threshold": ("NUMBER_DOUBLE", kubeflow_config.evaluation.threshold, True)}
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]*", name) for name in inputs)  # KFP's and Vertex AI's names
+    uses = {(task, key): p["componentInputParameter"] for task, t in _tasks(spec).items()
+            for key, p in t.get("inputs", {}).get("parameters", {}).items() if "componentInputParameter" in p}
+    assert uses == {("ImportExampleGen", "input_base"): "data_root", ("Trainer", "train_steps"): "train_steps",
+                    ("Trainer", "eval_steps"): "eval_steps", ("evaluator", "gate_threshold"): "gate_threshold"}
+
+
+def test_a_local_run_keeps_plain_values_and_no_resources(kubeflow_config):
+    from tfx.orchestration.data_types import RuntimeParameter
+    local = create_pipeline(kubeflow_config)
+    properties = {(c.id, k): v for c in local.components for k, v in c.exec_properties.items()}
+    assert not any(isinstance(v, RuntimeParameter) for v in properties.values())
+    assert properties[("Trainer", "train_steps")] == kubeflow_config.training.train_steps
+    assert properties[("ImportExampleGen", "input_base")] == kubeflow_config.resolved_data_root
+    assert properties[("evaluator", "gate_threshold")] is None  # the eval config's own threshold
+    assert not any(getattr(c, "platform_config", None) for c in local.components)
+
+
+def _resources(spec, step):
+    return spec["deploymentSpec"]["executors"][f"{step}_executor"]["container"]["resources"]
+
+
+def test_each_step_gets_its_configured_resources(compiled, kubeflow_config):
+    """Cores, and memory in GB (10^9 bytes) as the IR counts it: Kubeflow's driver writes it back as <n>G."""
+    spec, resources = compiled[1], kubeflow_config.kubeflow.resources
+    gib = 2 ** 30 / 10 ** 9
+    expected = {"Trainer": resources.trainer, "Transform": resources.transform, "evaluator": resources.evaluator,
+                "StatisticsGen": resources.default, "pusher": resources.default,
+                "ImportExampleGen": resources.default}  # TFX 1.16 drops it for ExampleGens: compile_pipeline adds it
+    assert (resources.trainer.cpu_limit, resources.trainer.memory_limit) == ("4", "6Gi")  # the preset's, visibly
+    for step, sized in expected.items():
+        written = _resources(spec, step)
+        assert written["cpuLimit"] == written["cpuRequest"] == float(sized.cpu_limit), step
+        assert written["memoryLimit"] == written["memoryRequest"] == pytest.approx(
+            float(sized.memory_limit.rstrip("Gi")) * gib), step
+        assert "accelerator" not in written
+    containers = [e["container"] for e in spec["deploymentSpec"]["executors"].values() if "container" in e]
+    assert all("resources" in c for c in containers)
+
+
+def test_beam_steps_start_as_many_direct_runner_workers_as_their_cpu_limit(compiled, kubeflow_config):
+    """--direct_num_workers=0 counts the node's cores, not the pod's: each Beam step gets its own count after it."""
+    executors = compiled[1]["deploymentSpec"]["executors"]
+    assert "--direct_num_workers=0" in kubeflow_config.resolved_beam_args
+    for step, cpus in [("Transform", 2), ("evaluator", 2), ("StatisticsGen", 1)]:
+        workers = [a for a in executors[f"{step}_executor"]["container"]["args"] if a.startswith("--direct_num_workers")]
+        assert workers[-1] == f"--direct_num_workers={cpus}", step  # Beam takes the last
+    assert not any(a.startswith("--direct_num_workers=4") for a in executors["Trainer_executor"]["container"]["args"])
+
+
+def test_a_gpu_trainer_compiles_with_its_accelerators_and_a_strategy_that_uses_them(tmp_path):
+    cfg = load_config(os.path.join(CONFIG_DIR, "kubeflow.yaml"), overrides=[
+        LOCAL_SCHEMA, "kubeflow.resources.trainer.accelerator=nvidia.com/gpu",
+        "kubeflow.resources.trainer.accelerator_count=2", "kubeflow.resources.trainer.memory_limit=30Gi"])
+    with open(kubeflow_runner.compile_pipeline(cfg, str(tmp_path / "p.yaml"))) as f:
+        spec = yaml.safe_load(f)
+    written = _resources(spec, "Trainer")
+    assert written["accelerator"] == {"type": "nvidia.com/gpu", "count": "2"}
+    assert written["memoryLimit"] == pytest.approx(30 * 2 ** 30 / 10 ** 9) and written["cpuLimit"] == 4
+    custom = json.loads(_parameter(_tasks(spec)["Trainer"], "custom_config"))
+    assert custom["training"]["strategy"] == "mirrored" and custom["training"]["cpu_devices"] == 0
+    assert "accelerator" not in _resources(spec, "Transform")
 
 
 def test_the_model_is_infra_validated_in_a_tensorflow_serving_pod_before_the_push(compiled, kubeflow_config):
@@ -187,7 +258,9 @@ def test_every_compiled_task_runs_through_the_container_entrypoint_on_gcs(tmp_pa
     convert_rows_to_score(write_without_column(rows, tmp_path / "unlabelled.csv", "tips", rows=100), unlabelled,
                           features=user.features, required=[f.name for f in user.model_features])
     with FakeGCS() as gcs:
-        upload(local_data, gcs.url("data"))  # tfxp upload
+        # The data is where the run's data_root parameter points, not the config's data_root: ImportExampleGen
+        # finds it only if the run's value reaches it.
+        upload(local_data, gcs.url("data-v2"))  # tfxp upload
         tf.io.gfile.makedirs(gcs.url("unlabelled"))
         tf.io.gfile.copy(unlabelled, gcs.url("unlabelled", "rows.tfrecord.gz"))
         cfg = load_config(os.path.join(CONFIG_DIR, "kubeflow.yaml"), overrides=[
@@ -201,9 +274,14 @@ def test_every_compiled_task_runs_through_the_container_entrypoint_on_gcs(tmp_pa
         package = kubeflow_runner.compile_pipeline(cfg, str(tmp_path / "pipeline.yaml"))
         with open(package) as f:
             spec = yaml.safe_load(f)
-        run = CompiledPipelineRun(spec, cfg.resolved_pipeline_root, "run-1", dict(os.environ))
+        # A run that changes what its parameters say (the KFP UI's run form): the data root and the train steps.
+        run = CompiledPipelineRun(spec, cfg.resolved_pipeline_root, "run-1", dict(os.environ),
+                                  parameter_values={"data_root": gcs.url("data-v2"), "train_steps": 20})
         ran = run.run_all()
         print("seconds per task:", {name: round(s, 1) for name, s in run.seconds.items()})
+        print("peak resident MB per task:", {name: round(mb) for name, mb in run.peak_rss_mb.items()})
+        assert f"copied 2 file(s) from {gcs.url('data-v2')}/train/*" in run.logs["ImportExampleGen"]
+        assert "training 20 steps" in run.logs["Trainer"]  # the run's 20, not the config's 30
 
         local_ids = {c.id for c in create_pipeline(cfg, exclude_candidate_from_baseline=False).components}
         assert set(ran) == local_ids - {RESOLVER_ID}
@@ -230,6 +308,14 @@ def test_every_compiled_task_runs_through_the_container_entrypoint_on_gcs(tmp_pa
             lines = f.read().splitlines()
         assert len(lines) == 101 and lines[0].endswith(",predicted_big_tipper,predicted_big_tipper_probability")
         assert "tips" not in lines[0].split(",")
+        # The gate threshold is a run parameter too: the same candidate, evaluated again in a run that asks
+        # for an accuracy of 1.0, is not blessed (the first run's had no bound and blessed it).
+        strict = CompiledPipelineRun(spec, cfg.resolved_pipeline_root, "run-2", dict(os.environ),
+                                     parameter_values={"gate_threshold": 1.0})
+        strict.outputs = dict(run.outputs)
+        strict.run_task("evaluator")
+        assert run.outputs["evaluator"]["blessing"][0]["metadata"]["blessed"] == 1
+        assert strict.outputs["evaluator"]["blessing"][0]["metadata"]["blessed"] == 0
 
 
 # -- tfxp submit --schedule, against a fake KFP API server that records its requests ----------------

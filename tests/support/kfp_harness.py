@@ -3,8 +3,9 @@
 Each container task runs the IR's own command and arguments (TFX's v2 container entrypoint,
 ``kubeflow_v2_run_executor``) in a fresh process and an empty working directory, with the
 ``{{$}}`` placeholder replaced by an ExecutorInput built from the IR: constant parameters from
-the task, input artifacts from the upstream tasks' ``executor_output.json`` (their metadata, e.g.
-``split_names`` or ``blessed``), artifact types from the component definitions (the output file
+the task, run parameters (``componentInputParameter``) as Kubeflow's driver resolves them (the run's
+``parameter_values``, else the root's ``inputDefinitions`` defaults), input artifacts from the upstream
+tasks' ``executor_output.json`` (their metadata, e.g. ``split_names`` or ``blessed``), artifact types from the component definitions (the output file
 omits them), and output URIs under ``<pipeline_root>/<run>/<task>/<key>`` as Kubeflow lays them
 out. Resolver tasks are MLMD queries that Kubeflow's driver answers, not containers: on a
 pipeline's first run nothing is blessed yet, so they resolve to no artifact.
@@ -21,7 +22,7 @@ import sys
 import tempfile
 import time
 from concurrent import futures
-from typing import Dict, List, Set
+from typing import Any, Dict, List, Optional, Set
 
 
 class TaskFailed(AssertionError):
@@ -69,15 +70,33 @@ def _executor(spec, task_name):
     return spec["deploymentSpec"]["executors"][_component(spec, task_name)["executorLabel"]]
 
 
-class CompiledPipelineRun:
-    """One run of the compiled pipeline; ``outputs[task][key]`` are the artifacts each task wrote."""
+def run_parameters(spec, parameter_values: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The run's parameters as Kubeflow's driver resolves them: the given values, else the root's defaults."""
+    definitions = spec["root"].get("inputDefinitions", {}).get("parameters", {})
+    unknown = sorted(set(parameter_values or {}) - set(definitions))
+    if unknown:
+        raise TaskFailed(f"the pipeline has no parameter(s) {unknown}; it has {sorted(definitions)}")
+    values = {name: d["defaultValue"] for name, d in definitions.items() if "defaultValue" in d}
+    values.update(parameter_values or {})
+    missing = sorted(set(definitions) - set(values))
+    if missing:
+        raise TaskFailed(f"parameter(s) {missing} have no default and no value for this run")
+    return values
 
-    def __init__(self, spec: Dict, pipeline_root: str, run_name: str, env: Dict[str, str], timeout: float = 900):
+
+class CompiledPipelineRun:
+    """One run of the compiled pipeline; ``outputs[task][key]`` are the artifacts each task wrote,
+    ``peak_rss_mb[task]`` the most memory its process and their children held resident at once (sampled)."""
+
+    def __init__(self, spec: Dict, pipeline_root: str, run_name: str, env: Dict[str, str], timeout: float = 900,
+                 parameter_values: Optional[Dict[str, Any]] = None):
         self.spec, self.pipeline_root, self.run_name = spec, pipeline_root.rstrip("/"), run_name
         self.env, self.timeout = env, timeout
+        self.parameters = run_parameters(spec, parameter_values)
         self.outputs: Dict[str, Dict[str, List[Dict]]] = {}
         self.logs: Dict[str, str] = {}
         self.seconds: Dict[str, float] = {}
+        self.peak_rss_mb: Dict[str, float] = {}
 
     def run_all(self, parallel: int = 2) -> List[str]:
         """Runs every task once its upstream tasks are done, up to ``parallel`` at a time (Kubeflow runs
@@ -114,9 +133,13 @@ class CompiledPipelineRun:
         for key, source in task.get("inputs", {}).get("artifacts", {}).items():
             producer = source["taskOutputArtifact"]
             artifacts[key] = {"artifacts": self.outputs[producer["producerTask"]][producer["outputArtifactKey"]]}
-        parameters = {key: value["runtimeValue"]["constantValue"]
-                      for key, value in task.get("inputs", {}).get("parameters", {}).items()}
-        return {"artifacts": artifacts, "parameters": parameters}
+        parameters = {}
+        for key, value in task.get("inputs", {}).get("parameters", {}).items():
+            if "componentInputParameter" in value:
+                parameters[key] = self.parameters[value["componentInputParameter"]]
+            else:
+                parameters[key] = value["runtimeValue"]["constant"]
+        return {"artifacts": artifacts, "parameterValues": parameters}
 
     def run_task(self, task_name: str) -> Dict:
         component = _component(self.spec, task_name)
@@ -133,12 +156,14 @@ class CompiledPipelineRun:
             args = [json.dumps(executor_input) if a == "{{$}}" else a for a in container["args"]]
             command = [sys.executable] + container["command"][1:]  # the image's `python`: this environment's
             start = time.monotonic()
-            result = subprocess.run(command + args, capture_output=True, text=True, timeout=self.timeout,
-                                    cwd=workdir, env=self.env)
+            returncode, stderr, peak_mb = _run(command + args, workdir, self.env, self.timeout)
             self.seconds[task_name] = time.monotonic() - start
-            self.logs[task_name] = result.stderr
-            if result.returncode != 0:
-                raise TaskFailed(f"task {task_name} failed (exit {result.returncode}):\n{result.stderr[-6000:]}")
+            self.logs[task_name] = stderr
+            self.peak_rss_mb[task_name] = peak_mb
+            if returncode is None:
+                raise TaskFailed(f"task {task_name} took more than {self.timeout:.0f} s:\n{stderr[-6000:]}")
+            if returncode != 0:
+                raise TaskFailed(f"task {task_name} failed (exit {returncode}):\n{stderr[-6000:]}")
             leftovers = os.listdir(workdir)
             if leftovers:
                 raise TaskFailed(f"task {task_name} wrote to the local disk instead of the artifact store: "
@@ -153,3 +178,40 @@ class CompiledPipelineRun:
             artifact["uri"] = produced.get("uri", artifact["uri"])
             self.outputs[task_name][key] = [artifact]
         return self.outputs[task_name]
+
+
+def _resident_mb(pid: int) -> float:
+    """Resident memory of the process and its children now (Beam's and the launcher's worker processes), MB."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        tree = [process] + process.children(recursive=True)
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for member in tree:
+        try:
+            total += member.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2 ** 20
+
+
+def _run(command: List[str], cwd: str, env: Dict[str, str], timeout: float):
+    """(exit code or None when killed at the timeout, stderr, peak resident MB of its process tree, sampled every
+    0.2 s) of one task's process."""
+    with tempfile.TemporaryFile(mode="w+") as stderr:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        deadline, peak_mb = time.monotonic() + timeout, 0.0
+        try:
+            while process.poll() is None and time.monotonic() < deadline:
+                peak_mb = max(peak_mb, _resident_mb(process.pid))
+                time.sleep(0.2)
+        finally:
+            timed_out = process.poll() is None
+            if timed_out:
+                process.kill()
+                process.wait()
+        stderr.seek(0)
+        return None if timed_out else process.returncode, stderr.read(), peak_mb
