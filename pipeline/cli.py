@@ -166,7 +166,7 @@ def cmd_submit(args) -> int:
         made = kubeflow_schedule.schedule(
             cfg, args.host, args.schedule, package_path=args.package, experiment=args.experiment,
             name=args.schedule_name, max_concurrency=args.max_concurrency, catchup=not args.no_catchup,
-            replace=args.replace)
+            replace=args.replace, params=args.param)
         print(made.describe())
         return 0
     given = [flag for flag, value in [("--schedule-name", args.schedule_name), ("--no-catchup", args.no_catchup),
@@ -175,7 +175,7 @@ def cmd_submit(args) -> int:
     if given:
         raise kubeflow_schedule.ScheduleError(f"{', '.join(given)}: only with --schedule CRON")
     run_id = kubeflow_runner.submit(cfg, args.host, experiment=args.experiment, package_path=args.package,
-                                    run_name=args.run_name)
+                                    run_name=args.run_name, params=args.param)
     print(f"submitted run {run_id} to {args.host}")
     return 0
 
@@ -354,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", default=None, help="experiment name (created if missing)")
     p.add_argument("--package", default=None, help="submit this compiled YAML instead of compiling")
     p.add_argument("--run-name", default=None)
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a run parameter's value for this run (or every scheduled run): data_root, train_steps, "
+                        "eval_steps, gate_threshold; the others keep the config's values compiled as defaults")
     p.add_argument("--schedule", default=None, metavar="CRON",
                    help="instead of one run, a recurring run on KFP's cron (6 fields, seconds first, UTC), e.g. "
                         "'0 0 3 * * *' for 03:00 every day; the package is uploaded as a pipeline version named "

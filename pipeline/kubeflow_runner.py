@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from pipeline.config import LOCAL_ONLY_PRESETS, ConfigError, PipelineConfig
 from tfxp.errors import TfxpError
@@ -131,15 +131,46 @@ def package_to_submit(cfg: PipelineConfig, package_path: Optional[str]) -> str:
     return package_path
 
 
+# A pipeline parameter's type in the compiled package (KFP's ParameterType) -> how a --param value is read.
+_PARAMETER_TYPES = {"NUMBER_INTEGER": ("an integer", int), "NUMBER_DOUBLE": ("a number", float),
+                    "STRING": ("a string", str)}
+
+
+def run_arguments(package_path: str, assignments: Sequence[str]) -> Dict[str, Any]:
+    """``--param name=value`` flags as the run's parameter values, checked against the parameters the compiled
+    package declares (its root inputDefinitions: names and types); a parameter not given keeps its default."""
+    import yaml
+
+    with open(package_path) as f:
+        declared = (yaml.safe_load(f).get("root", {}).get("inputDefinitions", {}).get("parameters", {}))
+    values: Dict[str, Any] = {}
+    for assignment in assignments:
+        name, sep, text = assignment.partition("=")
+        if not sep or not name:
+            raise SubmitError(f"--param {assignment!r}: expected NAME=VALUE, e.g. --param train_steps=2000")
+        if name not in declared:
+            raise SubmitError(f"--param {name}: {package_path} has no such run parameter; it has "
+                              f"{', '.join(sorted(declared)) or 'none'}")
+        what, kind = _PARAMETER_TYPES.get(declared[name].get("parameterType"), ("a string", str))
+        try:
+            values[name] = kind(text) if kind is not int else int(text, 10)
+        except ValueError:
+            raise SubmitError(f"--param {name}: expected {what}, got {text!r}") from None
+    return values
+
+
 def submit(cfg: PipelineConfig, host: str, *, experiment: Optional[str] = None,
-           package_path: Optional[str] = None, run_name: Optional[str] = None) -> str:
-    """Compiles (unless a package is given) and submits a run; returns the run id."""
+           package_path: Optional[str] = None, run_name: Optional[str] = None,
+           params: Sequence[str] = ()) -> str:
+    """Compiles (unless a package is given) and submits a run with ``params`` (``name=value`` run parameter
+    values; the others keep the defaults compiled from the config); returns the run id."""
     import kfp
 
     check_reachable(host)
     package_path = package_to_submit(cfg, package_path)
+    arguments = run_arguments(package_path, params)
     client = kfp.Client(host=host)
     result = client.create_run_from_pipeline_package(
-        package_path, arguments={}, run_name=run_name, experiment_name=experiment)
+        package_path, arguments=arguments, run_name=run_name, experiment_name=experiment)
     log.info("submitted run %s of %s to %s", result.run_id, package_path, host)
     return result.run_id

@@ -30,10 +30,10 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from pipeline.config import PipelineConfig
-from pipeline.kubeflow_runner import SubmitError, check_reachable, package_to_submit
+from pipeline.kubeflow_runner import SubmitError, check_reachable, package_to_submit, run_arguments
 from tfxp.errors import TfxpError
 
 log = logging.getLogger(__name__)
@@ -167,18 +167,19 @@ def _settings(run) -> str:
 
 def schedule(cfg: PipelineConfig, host: str, cron: str, *, package_path: Optional[str] = None,
              experiment: Optional[str] = None, name: Optional[str] = None, max_concurrency: int = 1,
-             catchup: bool = True, replace: bool = False, params: Optional[Dict[str, Any]] = None) -> Schedule:
+             catchup: bool = True, replace: bool = False, params: Sequence[str] = ()) -> Schedule:
     """Uploads the package as the version named after its content (reused when there) and creates an
-    enabled recurring run of that version; ``params``: runtime parameter values for every scheduled run."""
+    enabled recurring run of that version; ``params``: ``name=value`` run parameter values for every
+    scheduled run (kubeflow_runner.run_arguments; the others keep their compiled defaults)."""
     import kfp
     from kfp_server_api import ApiException, V2beta1Pipeline
 
     cron = check_cron(cron)
     if not 1 <= max_concurrency <= MAX_CONCURRENCY:
         raise ScheduleError(f"--max-concurrency {max_concurrency}: KFP takes 1 to {MAX_CONCURRENCY} runs at a time")
-    params = dict(params or {})
     check_reachable(host)
     package_path = package_to_submit(cfg, package_path)
+    params = run_arguments(package_path, params)
     pipeline_name, version, digest = version_name(package_path)
     name = name or pipeline_name
     experiment = experiment or DEFAULT_EXPERIMENT

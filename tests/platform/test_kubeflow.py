@@ -444,3 +444,41 @@ def test_a_schedule_on_an_unreachable_host_is_a_clear_error_before_compiling(mon
     cfg = load_config(os.path.join(CONFIG_DIR, "kubeflow.yaml"))
     with pytest.raises(kubeflow_runner.SubmitError, match="cannot reach Kubeflow Pipelines at http://127.0.0.1:9"):
         kubeflow_schedule.schedule(cfg, "http://127.0.0.1:9", CRON)
+
+
+# -- run parameter values: tfxp submit --param NAME=VALUE ----------------------------------------------
+
+def test_param_values_reach_a_one_off_run_typed_as_the_package_declares_them(compiled, capsys):
+    from pipeline import cli
+    with FakeKFP() as kfp_api:
+        assert cli.main(["submit", "--host", kfp_api.url, "--package", compiled[0], "--set", LOCAL_SCHEMA,
+                         "--param", "train_steps=2000", "--param", "gate_threshold=0.7",
+                         "--param", "data_root=gs://bucket/data/2026-12"]) == 0
+        (run,) = kfp_api.runs.values()
+    assert run["runtime_config"]["parameters"] == {"train_steps": 2000, "gate_threshold": 0.7,
+                                                   "data_root": "gs://bucket/data/2026-12"}
+    assert f"submitted run {run['run_id']}" in capsys.readouterr().out
+
+
+def test_param_values_reach_every_scheduled_run(compiled):
+    with FakeKFP() as kfp_api:
+        assert _schedule(kfp_api.url, "--param", "eval_steps=50", package=compiled[0]) == 0
+        (created,) = kfp_api.requests_to("POST", "/recurringruns")
+    assert created.body["runtime_config"] == {"parameters": {"eval_steps": 50}}
+
+
+@pytest.mark.parametrize("param, says", [
+    ("learning_rate=0.1", "--param learning_rate: {package} has no such run parameter; it has data_root, "
+                          "eval_steps, gate_threshold, train_steps"),
+    ("train_steps=1e3", "--param train_steps: expected an integer, got '1e3'"),
+    ("gate_threshold=high", "--param gate_threshold: expected a number, got 'high'"),
+    ("train_steps", "--param 'train_steps': expected NAME=VALUE"),
+])
+def test_a_bad_param_fails_in_one_line_before_anything_is_created(compiled, param, says, capsys):
+    from pipeline import cli
+    with FakeKFP() as kfp_api:
+        assert cli.main(["submit", "--host", kfp_api.url, "--package", compiled[0], "--set", LOCAL_SCHEMA,
+                         "--param", param]) == 2
+        assert not kfp_api.runs
+    (line,) = capsys.readouterr().err.splitlines()
+    assert says.format(package=compiled[0]) in line, line

@@ -7,7 +7,7 @@ KFP's JSON field names (snake_case) and ``display_name`` filters, keeping what w
     GET  /apis/v2beta1/healthz                       GET/POST /apis/v2beta1/experiments
     GET/POST /apis/v2beta1/pipelines                 GET  /apis/v2beta1/pipelines/{id}/versions
     POST /apis/v2beta1/pipelines/upload_version      GET/POST /apis/v2beta1/recurringruns
-    DELETE /apis/v2beta1/recurringruns/{id}
+    DELETE /apis/v2beta1/recurringruns/{id}              POST /apis/v2beta1/runs (a one-off run)
 
     with FakeKFP() as kfp_api:
         ...  # kfp.Client(host=kfp_api.url)
@@ -65,6 +65,7 @@ class FakeKFP:
         self.versions: Dict[str, dict] = {}  # id -> version, with "package_sha256" of the uploaded bytes
         self.experiments: Dict[str, dict] = {}
         self.recurring_runs: Dict[str, dict] = {}
+        self.runs: Dict[str, dict] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
@@ -155,6 +156,10 @@ class FakeKFP:
         if route == ("POST", "/recurringruns"):
             run = dict(r.body, recurring_run_id=self._new_id("recurring-run"), status="ENABLED")
             self.recurring_runs[run["recurring_run_id"]] = run
+            return 200, run
+        if route == ("POST", "/runs"):  # a one-off run: the package's spec inline
+            run = dict(r.body, run_id=self._new_id("run"), state="PENDING")
+            self.runs[run["run_id"]] = run
             return 200, run
         match = re.fullmatch(r"/recurringruns/([^/:]+)", path or "")
         if r.method == "DELETE" and match and match.group(1) in self.recurring_runs:
