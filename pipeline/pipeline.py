@@ -47,6 +47,7 @@ RUN_FN = "components.training.trainer.run_fn"
 # reads them (the data is checked before Transform by StatisticsGen, ExampleValidator and the gate;
 # no Transform takes an analyzer_cache input); without them Transform builds and runs 118 Beam stages
 # instead of 207 and computes the same transform (bench/transform_bench.py, docs/transform.md).
+ISTIO_INJECT = "sidecar.istio.io/inject"
 TRANSFORM_OPTIONS = {"disable_statistics": True, "disable_analyzer_cache": True}
 
 
@@ -74,8 +75,11 @@ def _infra_validator(cfg: PipelineConfig, model, examples):
                                                                  tags=[cfg.serving.image_tag]),
         model_name=cfg.pipeline_name)
     if iv.platform == "kubernetes":
+        # No Istio sidecar in the model server's pod: in a Kubeflow profile namespace (istio-injection: enabled)
+        # it would get one and refuse the validator's plain gRPC (KFP's own step pods carry the same annotation).
         serving_spec.kubernetes.CopyFrom(infra_validator_pb2.KubernetesConfig(
-            service_account_name=cfg.serving.kubernetes.service_account or ""))
+            service_account_name=cfg.serving.kubernetes.service_account or "",
+            serving_pod_overrides=infra_validator_pb2.PodOverrides(annotations={ISTIO_INJECT: "false"})))
     component = InfraValidator(
         code_fingerprint=code_fingerprint.infra_validator_fingerprint(), model=model, examples=examples, serving_spec=serving_spec,
         validation_spec=infra_validator_pb2.ValidationSpec(max_loading_time_seconds=iv.max_loading_seconds,

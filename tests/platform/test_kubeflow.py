@@ -176,6 +176,9 @@ def test_the_model_is_infra_validated_in_a_tensorflow_serving_pod_before_the_pus
     assert args[args.index("--executor_class_path") + 1] == "components.custom.infra_validator.Executor"
     serving_spec = json.loads(_parameter(tasks["infra_validator"], "serving_spec"))
     assert "kubernetes" in serving_spec and serving_spec["model_name"] == kubeflow_config.pipeline_name
+    # No Istio sidecar in the model server's pod (a Kubeflow profile namespace injects one that would refuse
+    # the validator's plain gRPC); TFX writes the proto field names.
+    assert serving_spec["kubernetes"]["serving_pod_overrides"]["annotations"] == {"sidecar.istio.io/inject": "false"}
     assert serving_spec["tensorflow_serving"] == {"image_name": "tensorflow/serving", "tags": ["2.16.1"]}
     request_spec = json.loads(_parameter(tasks["infra_validator"], "request_spec"))
     assert request_spec["make_warmup"] and request_spec["split_name"] == "eval"
