@@ -4,7 +4,8 @@
 
 Sections: ``training`` (components/training/options.py), ``evaluation`` (below), ``tflite``
 (components/custom/tflite_options.py), ``serving`` (serving/options.py), ``inference`` (below, the batch
-scoring branch: pipeline/inference.py), ``drift`` (pipeline/drift/options.py): each section's keys and defaults
+scoring branch: pipeline/inference.py), ``drift`` (pipeline/drift/options.py), ``kubeflow`` (below; its
+``training`` section: components/training/engines.py): each section's keys and defaults
 are defined once, beside
 the code that uses them. What the data is and what to predict are not here: they live in the data
 scientist's package (``user_package``, default ``components``). A key that names a feature or a
@@ -26,6 +27,7 @@ import yaml
 
 from components.core.user_code import DEFAULT_PACKAGE, UserCode, UserCodeError, check_feature_names, load_user_code
 from components.custom.tflite_options import TFLiteOptions
+from components.training.engines import KubeflowTrainingOptions, TFJobOptions, VertexTrainingOptions
 from components.training.options import TrainingOptions
 from pipeline.drift.options import DriftOptions
 from serving.options import (BatchingOptions, InfraValidationOptions, KubernetesOptions,
@@ -110,6 +112,13 @@ class InferenceConfig:
 
 
 @dataclasses.dataclass
+class KubeflowOptions:
+    """How the compiled pipeline's steps run on Kubeflow."""
+    # Where the Trainer trains: its own pod, a Vertex AI CustomJob or a TFJob (components/training/engines.py).
+    training: KubeflowTrainingOptions = dataclasses.field(default_factory=KubeflowTrainingOptions)
+
+
+@dataclasses.dataclass
 class PipelineConfig:
     # Names the pipeline, its MLMD context and serving_model/<name>/: one per dataset.
     pipeline_name: str
@@ -142,6 +151,7 @@ class PipelineConfig:
     serving: ServingOptions = dataclasses.field(default_factory=ServingOptions)
     inference: InferenceConfig = dataclasses.field(default_factory=InferenceConfig)
     drift: DriftOptions = dataclasses.field(default_factory=DriftOptions)
+    kubeflow: KubeflowOptions = dataclasses.field(default_factory=KubeflowOptions)
 
     def __post_init__(self):
         self.validate()
@@ -259,6 +269,7 @@ class PipelineConfig:
             self.tflite.check()
             self.serving.check()
             self.drift.check()
+            self.kubeflow.training.check(self.training.strategy)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         if self.beam_preset not in BEAM_PRESETS:
@@ -296,7 +307,9 @@ class PipelineConfig:
 # Nested config sections, by parent class.
 _SECTIONS = {PipelineConfig: {"training": TrainingOptions, "evaluation": EvaluationConfig,
                               "tflite": TFLiteOptions, "serving": ServingOptions, "inference": InferenceConfig,
-                              "drift": DriftOptions},
+                              "drift": DriftOptions, "kubeflow": KubeflowOptions},
+             KubeflowOptions: {"training": KubeflowTrainingOptions},
+             KubeflowTrainingOptions: {"vertex": VertexTrainingOptions, "tfjob": TFJobOptions},
              ServingOptions: {"batching": BatchingOptions, "infra_validation": InfraValidationOptions,
                               "kubernetes": KubernetesOptions, "request_log": RequestLogOptions},
              KubernetesOptions: {"payload_logger": PayloadLoggerOptions}}
