@@ -73,6 +73,16 @@ def _executor_class(spec):
     return args[args.index("--executor_class_path") + 1]
 
 
+def with_typo(document, path, typo):
+    """A copy of ``document`` with a misspelt key added at ``path``."""
+    copy = json.loads(json.dumps(document))
+    node = copy
+    for part in path:
+        node = node[part]
+    node[typo] = 1
+    return copy
+
+
 def _flag(command, flag):
     return command[command.index(flag) + 1]
 
@@ -215,13 +225,8 @@ def test_tf_config_comes_from_vertex_not_from_the_project(vertex_submission):
     (["job_spec"], "service_acount"),
 ])
 def test_a_misspelt_field_of_the_job_fails_the_schema_check(vertex_submission, path, typo):
-    job = json.loads(json.dumps(vertex_submission["training_job"]))
-    node = job
-    for part in path:
-        node = node[part]
-    node[typo] = 1
     with pytest.raises(json_format.ParseError, match=typo):
-        custom_job_proto(job)
+        custom_job_proto(with_typo(vertex_submission["training_job"], path, typo))
 
 
 def test_a_service_account_and_no_accelerator_reach_the_job_spec():
@@ -318,18 +323,13 @@ def test_a_failed_tfjob_fails_the_step_in_one_line_naming_it_and_its_condition(t
     (["spec", "runPolicy"], "cleanPodPolicyy"),
 ])
 def test_a_misspelt_tfjob_field_fails_the_crd_schema(tfjob_step, where, typo):
-    manifest = json.loads(json.dumps(tfjob_step["manifest"]))
-    node = manifest
-    for part in where:
-        node = node[part]
-    node[typo] = 1
     with pytest.raises(jsonschema.ValidationError, match=typo):
-        tfjob_schema.validate_tfjob(manifest)
+        tfjob_schema.validate_tfjob(with_typo(tfjob_step["manifest"], where, typo))
 
 
 def test_a_misspelt_container_field_fails_kubernetes_strict_validation(tfjob_step):
-    manifest = json.loads(json.dumps(tfjob_step["manifest"]))
-    manifest["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    manifest = with_typo(tfjob_step["manifest"], ["spec", "tfReplicaSpecs", "Worker", "template", "spec", "containers", 0],
+                         "imagePullPolicyy")
     with pytest.raises((jsonschema.ValidationError, kubernetes_validate.ValidationError), match="imagePullPolicyy"):
         tfjob_schema.validate_tfjob(manifest)
 
@@ -340,22 +340,30 @@ def test_the_operator_s_webhook_rules_catch_a_missing_tensorflow_container(tfjob
     assert tfjob_schema.webhook_problems(manifest) == ["Worker: must have at least one container with name tensorflow"]
 
 
-def test_a_tfjob_that_outlives_its_timeout_is_deleted_and_named(tmp_path, monkeypatch):
+def tfjob_step_fails(tmp_path, monkeypatch, operator, *overrides) -> str:
+    """The TFJob executor's error against ``operator`` (the preset's settings and ``overrides``), in one line."""
     from tfx.types import standard_artifacts
     from tfx.utils import json_utils
 
-    options = preset("tfjob", "kubeflow.training.tfjob.timeout_seconds=1").kubeflow.training
-    config = engines.engine_custom_config(options, "registry/image:1", "chicago-taxi")
+    config = engines.engine_custom_config(preset("tfjob", *overrides).kubeflow.training, "registry/image:1",
+                                          "chicago-taxi")
     model, model_run = standard_artifacts.Model(), standard_artifacts.ModelRun()
     model.uri, model_run.uri = str(tmp_path / "model"), str(tmp_path / "model_run")
-    monkeypatch.setattr(tfjob_executor.Executor, "poll_seconds", 0.1)
+    monkeypatch.setattr(tfjob_executor.Executor, "poll_seconds", 0.05)
+    monkeypatch.setenv("KUBECONFIG", operator.kubeconfig)
+    with pytest.raises(tfjob_executor.TFJobFailedError) as error:
+        tfjob_executor.Executor().Do({}, {"model": [model], "model_run": [model_run]},
+                                     {"custom_config": json_utils.dumps(config)})
+    assert "\n" not in str(error.value)
+    return str(error.value)
+
+
+def test_a_tfjob_that_outlives_its_timeout_is_deleted_and_named(tmp_path, monkeypatch):
     with FakeTFJobOperator(str(tmp_path / "api"), script=[("Running", "TFJob is running.")]) as operator:
-        monkeypatch.setenv("KUBECONFIG", operator.kubeconfig)
-        with pytest.raises(tfjob_executor.TFJobFailedError, match=r"did not finish within 1 s \(kubeflow.training."
-                                                                    r"tfjob.timeout_seconds\); last state: Running"):
-            tfjob_executor.Executor().Do({}, {"model": [model], "model_run": [model_run]},
-                                         {"custom_config": json_utils.dumps(config)})
+        message = tfjob_step_fails(tmp_path, monkeypatch, operator, "kubeflow.training.tfjob.timeout_seconds=1")
     name = operator.created[0]["metadata"]["name"]
+    assert message == (f"TFJob kubeflow/{name} did not finish within 1 s (kubeflow.training.tfjob.timeout_seconds); "
+                       f"last state: Running (TFJob is running.)")
     method, path, _ = operator.requests[-1]
     assert (method, path.split("?")[0]) == ("DELETE", f"/apis/kubeflow.org/v1/namespaces/kubeflow/tfjobs/{name}")
 
@@ -394,20 +402,17 @@ def test_a_status_read_that_fails_is_tried_again(tmp_path, caplog, monkeypatch):
                                                               "installed?"),
 ])
 def test_a_refused_tfjob_fails_the_step_in_one_line_saying_what_to_do(tmp_path, monkeypatch, code, message, hint):
-    from tfx.types import standard_artifacts
-    from tfx.utils import json_utils
-
-    config = engines.engine_custom_config(preset("tfjob").kubeflow.training, "registry/image:1", "chicago-taxi")
-    model, model_run = standard_artifacts.Model(), standard_artifacts.ModelRun()
-    model.uri, model_run.uri = str(tmp_path / "model"), str(tmp_path / "model_run")
     with FakeTFJobOperator(str(tmp_path / "api"), refuse_create=(code, message)) as operator:
-        monkeypatch.setenv("KUBECONFIG", operator.kubeconfig)
-        with pytest.raises(tfjob_executor.TFJobFailedError) as error:
-            tfjob_executor.Executor().Do({}, {"model": [model], "model_run": [model_run]},
-                                         {"custom_config": json_utils.dumps(config)})
-    assert "\n" not in str(error.value)
-    assert str(error.value).startswith("cannot create TFJob kubeflow/chicago-taxi-") and message in str(error.value)
-    assert str(error.value).endswith(hint)
+        error = tfjob_step_fails(tmp_path, monkeypatch, operator)
+    assert error.startswith("cannot create TFJob kubeflow/chicago-taxi-") and message in error and error.endswith(hint)
+
+
+def test_a_tfjob_that_succeeds_without_the_chiefs_model_fails_the_step(tmp_path, monkeypatch):
+    with FakeTFJobOperator(str(tmp_path / "api"), script=[("Succeeded", "TFJob done.")]) as operator:
+        error = tfjob_step_fails(tmp_path, monkeypatch, operator)
+    name = operator.created[0]["metadata"]["name"]
+    assert error == (f"TFJob kubeflow/{name} succeeded, but its chief exported no model into "
+                     f"{tmp_path / 'model' / 'Format-Serving'}")
 
 
 def test_replica_counts_are_described_in_words():
@@ -458,6 +463,9 @@ def test_the_rbac_command_refuses_a_name_kubernetes_cannot_take_in_one_line(caps
     ({"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "chief", "index": 0},
       "environment": "cloud"}, "chief-0", True),
     ({"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "worker", "index": 0}}, "worker-0", False),
+    ({"cluster": {"chief": ["a:1"], "worker": ["b:1", "c:1"]}, "task": {"type": "worker", "index": 1, "trial": "1"},
+      "job": {"worker_pool_specs": [{"replica_count": 1}, {"replica_count": 2}]}, "environment": "cloud"},
+     "worker-1", False),   # Vertex AI's own keys beside TensorFlow's
     ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}, "worker-0", True),
     ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}, "worker-1", False),
 ])
@@ -471,3 +479,27 @@ def test_no_cluster_means_no_engine_and_a_broken_tf_config_is_a_clear_error():
     assert launcher.replica_from_tf_config('{"cluster": {}}') is None
     with pytest.raises(launcher.WorkerFailedError, match="TF_CONFIG is not a TensorFlow cluster configuration"):
         launcher.replica_from_tf_config('{"cluster": {"worker": ["a:1"]}}')
+
+
+def test_a_worker_replica_returns_once_the_chiefs_model_is_there(tmp_path):
+    import threading
+
+    serving = tmp_path / "model" / "Format-Serving"
+    replica = launcher.replica_from_tf_config('{"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, '
+                                              '"task": {"type": "worker", "index": 0}}')
+
+    def chief_exports():
+        serving.mkdir(parents=True)
+        (serving / "saved_model.pb").write_bytes(b"")
+
+    timer = threading.Timer(0.5, chief_exports)
+    timer.start()
+    launcher.wait_for_chief_export(str(serving), replica, "run/workers", timeout=30)
+    timer.join()
+
+
+def test_a_worker_replica_without_the_chiefs_model_fails_naming_where_to_look(tmp_path):
+    replica = launcher.Replica("worker", 1, {"chief": ["a:1"], "worker": ["b:1", "c:1"]})
+    with pytest.raises(launcher.WorkerFailedError, match=r"replica worker-1 trained, but the chief's model did not "
+                                                         r"appear in .* within 0 s: see the chief's log in run/workers"):
+        launcher.wait_for_chief_export(str(tmp_path / "model"), replica, "run/workers", timeout=0.1)
