@@ -5,7 +5,8 @@
 Sections: ``training`` (components/training/options.py), ``evaluation`` (below), ``tflite``
 (components/custom/tflite_options.py), ``serving`` (serving/options.py), ``inference`` (below, the batch
 scoring branch: pipeline/inference.py), ``drift`` (pipeline/drift/options.py), ``kubeflow``
-(pipeline/kubeflow_options.py, the compiled pipeline's only): each section's keys and defaults
+(pipeline/kubeflow_options.py, the compiled pipeline's only; its ``training`` section:
+components/training/engines.py): each section's keys and defaults
 are defined once, beside
 the code that uses them. What the data is and what to predict are not here: they live in the data
 scientist's package (``user_package``, default ``components``). A key that names a feature or a
@@ -27,6 +28,7 @@ import yaml
 
 from components.core.user_code import DEFAULT_PACKAGE, UserCode, UserCodeError, check_feature_names, load_user_code
 from components.custom.tflite_options import TFLiteOptions
+from components.training.engines import KubeflowTrainingOptions, TFJobOptions, VertexTrainingOptions
 from components.training.options import TrainingOptions
 from pipeline.drift.options import DriftOptions
 from pipeline.kubeflow_options import (EvaluatorResources, KubeflowOptions, KubeflowResources, StepResources,
@@ -305,7 +307,8 @@ _SECTIONS = {PipelineConfig: {"training": TrainingOptions, "evaluation": Evaluat
              ServingOptions: {"batching": BatchingOptions, "infra_validation": InfraValidationOptions,
                               "kubernetes": KubernetesOptions, "request_log": RequestLogOptions},
              KubernetesOptions: {"payload_logger": PayloadLoggerOptions},
-             KubeflowOptions: {"resources": KubeflowResources},
+             KubeflowOptions: {"resources": KubeflowResources, "training": KubeflowTrainingOptions},
+             KubeflowTrainingOptions: {"vertex": VertexTrainingOptions, "tfjob": TFJobOptions},
              KubeflowResources: {"default": StepResources, "transform": TransformResources,
                                  "trainer": TrainerResources, "evaluator": EvaluatorResources}}
 

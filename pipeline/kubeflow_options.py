@@ -15,6 +15,7 @@ import re
 from decimal import Decimal
 from typing import Dict, Optional
 
+from components.training.engines import KubeflowTrainingOptions
 from tfxp import nodes
 
 # Kubernetes quantity suffixes (k8s.io/apimachinery resource.Quantity) this section accepts.
@@ -164,13 +165,20 @@ class KubeflowResources:
 class KubeflowOptions:
     """The config's ``kubeflow:`` section; only `tfxp compile` and `tfxp submit` read it (local runs ignore it)."""
     resources: KubeflowResources = dataclasses.field(default_factory=KubeflowResources)
+    # Where the Trainer trains: its own pod, a Vertex AI CustomJob or a TFJob (components/training/engines.py).
+    training: KubeflowTrainingOptions = dataclasses.field(default_factory=KubeflowTrainingOptions)
 
     def check(self, training) -> None:
         """Raises ValueError naming the ``kubeflow.<key>`` that cannot work, with ``training`` (TrainingOptions)."""
         self.resources.check()
+        self.training.check(training.strategy)
         trainer = self.resources.trainer
         if not trainer.accelerator:
             return
+        if self.training.engine != "pod":
+            raise ValueError(f"kubeflow.resources.trainer.accelerator: with kubeflow.training.engine "
+                             f"{self.training.engine} the Trainer step only launches the job and waits; its "
+                             f"replicas' accelerators are kubeflow.training.accelerator_type and accelerator_count")
         key = "kubeflow.resources.trainer.accelerator"
         gpus = f"{trainer.accelerator} x {trainer.accelerators}"
         if trainer.on_tpu:

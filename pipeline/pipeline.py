@@ -31,7 +31,7 @@ from components.custom.baseline import CANDIDATE_KEY, LatestBlessedNonCandidateM
 from components.custom.evaluator import Evaluator
 from components.custom.tflite_converter import TFLiteConverter
 from components.custom.tflite_evaluator import TFLiteEvaluator
-from components.training.component import Trainer
+from components.training import engines
 from components.training.options import trainer_custom_config
 from pipeline import code_fingerprint
 from pipeline.config import PipelineConfig
@@ -88,6 +88,17 @@ def _infra_validator(cfg: PipelineConfig, model, examples):
             tensorflow_serving=infra_validator_pb2.TensorFlowServingRequestSpec(signature_names=[contract.SIGNATURE]),
             split_name="eval", num_examples=iv.examples, make_warmup=True))
     return component.with_id(nodes.INFRA_VALIDATOR)
+
+
+def _trainer(cfg: PipelineConfig, **inputs):
+    """The Trainer of ``kubeflow.training.engine``: TFX's (trains in its own step), TFX's Vertex AI Trainer or the
+    TFJob Trainer (components/training/engines.py); run_fn and the project's custom_config are the same in all."""
+    engine = cfg.kubeflow.training
+    custom_config = trainer_custom_config(
+        cfg.training, cfg.user_package, cfg.tflite.qat_steps if cfg.quantization_aware_training else 0,
+        code_fingerprint.trainer_fingerprint(cfg.user_package))
+    custom_config.update(engines.engine_custom_config(engine, cfg.image, cfg.pipeline_name))
+    return engines.trainer_class(engine)(run_fn=RUN_FN, custom_config=custom_config, **inputs)
 
 
 def _batch_scoring(cfg: PipelineConfig, rows: RowsToScore, model, blessing) -> list:
@@ -152,16 +163,13 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
         **TRANSFORM_OPTIONS).with_id(nodes.TRANSFORM)
     transform.add_upstream_node(anomalies_gate)  # no Transform on data that failed validation
 
-    trainer = Trainer(
-        run_fn=RUN_FN,
+    trainer = _trainer(
+        cfg,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         train_steps=run.train_steps,
-        eval_steps=run.eval_steps,
-        custom_config=trainer_custom_config(
-            cfg.training, cfg.user_package, cfg.tflite.qat_steps if cfg.quantization_aware_training else 0,
-            code_fingerprint.trainer_fingerprint(cfg.user_package))).with_id(nodes.TRAINER)
+        eval_steps=run.eval_steps).with_id(nodes.TRAINER)
 
     # Baseline: the latest blessed model other than this run's candidate (see
     # components/custom/baseline.py); Kubeflow's compiler only knows TFX's stock strategy.

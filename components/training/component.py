@@ -61,9 +61,9 @@ class Trainer(base_component.BaseComponent):
 
     def __init__(self, examples: types.BaseChannel, *, run_fn: str, train_steps, eval_steps,
                  transform_graph: types.BaseChannel = None, schema: types.BaseChannel = None,
-                 custom_config: Dict[str, Any] = None):
+                 hyperparameters: types.BaseChannel = None, custom_config: Dict[str, Any] = None):
         super().__init__(spec=TrainerSpec(
-            examples=examples, transform_graph=transform_graph, schema=schema,
+            examples=examples, transform_graph=transform_graph, schema=schema, hyperparameters=hyperparameters,
             train_args=trainer_pb2.TrainArgs(), eval_args=trainer_pb2.EvalArgs(), run_fn=run_fn,
             custom_config=json_utils.dumps(custom_config), train_steps=train_steps, eval_steps=eval_steps,
             model=types.Channel(type=standard_artifacts.Model),

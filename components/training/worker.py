@@ -1,9 +1,10 @@
 """One training worker process, started by launcher.py: ``python -m components.training.worker --job ...``.
 
 Builds the strategy in a fresh TensorFlow runtime (its role from TF_CONFIG, or an in-process
-parameter-server cluster, or logical CPUs) and runs the Trainer's ``train_and_export``: worker 0
-(the chief) exports into the Trainer's serving model dir, the others into temporary dirs that are
-removed (MultiWorkerMirroredStrategy needs every worker to take part in saving).
+parameter-server cluster, or logical CPUs) and runs the Trainer's ``train_and_export``: the chief
+(TensorFlow's rule: the ``chief`` task, or worker 0 in a cluster without one; every process without a
+cluster) exports into the Trainer's serving model dir, the others into temporary dirs that are removed
+(MultiWorkerMirroredStrategy needs every worker to take part in saving).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import tempfile
 import components  # noqa: F401  (one Keras, before TensorFlow)
 from components.training import strategy as strategy_lib
 from components.training import trainer
-from components.training.launcher import free_ports
+from components.training.launcher import free_ports, replica_from_tf_config
 
 
 def create_in_process_cluster(num_workers: int, num_ps: int):
@@ -38,7 +39,7 @@ def create_in_process_cluster(num_workers: int, num_ps: int):
     return tf.distribute.cluster_resolver.SimpleClusterResolver(spec, rpc_layer="grpc")
 
 
-def worker_main(job_path: str, task_index: int) -> None:
+def worker_main(job_path: str, name: str) -> None:
     with open(job_path) as f:
         job = trainer.TrainerJob(**json.load(f))
     options = job.config.options
@@ -47,10 +48,11 @@ def worker_main(job_path: str, task_index: int) -> None:
         resolver = create_in_process_cluster(options.num_workers, options.num_parameter_servers)
     strategy = strategy_lib.build_strategy(options.strategy, cpu_devices=options.cpu_devices,
                                            cluster_resolver=resolver)
-    if task_index == 0:  # the chief
+    replica = replica_from_tf_config(os.environ.get("TF_CONFIG"))
+    if replica is None or replica.is_chief:
         trainer.train_and_export(job, strategy, job.serving_model_dir)
         return
-    scratch = tempfile.mkdtemp(prefix=f"worker-{task_index}-")
+    scratch = tempfile.mkdtemp(prefix=f"{name}-")
     try:
         trainer.train_and_export(job, strategy, os.path.join(scratch, "Format-Serving"), is_chief=False)
     finally:
@@ -60,10 +62,10 @@ def worker_main(job_path: str, task_index: int) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="one training worker (started by the Trainer)")
     parser.add_argument("--job", required=True)
-    parser.add_argument("--task-index", type=int, default=0)
+    parser.add_argument("--name", default="worker-0", help="this worker's log name (its role: from TF_CONFIG)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    worker_main(args.job, args.task_index)
+    worker_main(args.job, args.name)
 
 
 if __name__ == "__main__":

@@ -67,24 +67,70 @@ def test_multi_worker_mirrored_with_two_local_workers_exports_once(workspace, tm
     assert exports == [str(tmp_path / "model" / "Format-Serving")]
 
 
+def _trainer_artifacts(transformed, model_uri, run_uri):
+    """The Trainer's input and output artifacts as TFX hands them to its executor."""
+    from tfx.types import artifact_utils, standard_artifacts
+
+    examples, graph = standard_artifacts.Examples(), standard_artifacts.TransformGraph()
+    examples.uri, graph.uri = transformed["examples_uri"], transformed["transform_output"]
+    examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
+    model, model_run = standard_artifacts.Model(), standard_artifacts.ModelRun()
+    model.uri, model_run.uri = model_uri, run_uri
+    return {"examples": [examples], "transform_graph": [graph]}, {"model": [model], "model_run": [model_run]}
+
+
 @pytest.mark.beam
 @pytest.mark.training
-def test_worker_processes_write_the_model_and_their_logs_to_gcs(workspace, tmp_path, monkeypatch):
-    """On Kubeflow the Trainer's dirs are gs://: the chief exports there, the logs are copied there,
-    and nothing lands in a local ./gs: folder."""
+def test_tfjob_replicas_train_with_the_operators_tf_config_and_write_the_model_and_logs_to_gcs(
+        workspace, tmp_path, monkeypatch):
+    """Several machines, as a TFJob runs them, on this one. The TFJob Trainer's step creates its TFJob through the
+    kubernetes client (a local fake API server); a stand-in for the Training Operator runs each replica's own
+    command (TFX's run_executor of TFX's GenericExecutor) as a process with the TF_CONFIG the operator gives it
+    (cluster chief + worker, on loopback). Each replica's run_fn trains in one worker process with that TF_CONFIG;
+    the chief exports to gs://; the worker replica waits for the chief's model, so TFX's model-dir check passes on
+    it too; the step sees Succeeded and the model. On Kubeflow the Trainer's dirs are gs://: the model, the
+    manifest and the workers' logs are written there, and nothing lands in a local ./gs: folder."""
+    from tfx.proto import trainer_pb2
+    from tfx.utils import json_utils, proto_utils
+
+    from components.training import engines, tfjob_executor
+    from components.training.options import TrainingOptions, trainer_custom_config
+    from tests.support import tfjob_schema
     from tests.support.fake_gcs import FakeGCS
+    from tests.support.fake_tfjob_operator import FakeTFJobOperator
+
     user, transformed = workspace.user(PACKAGE), workspace.transformed(PACKAGE)
     monkeypatch.chdir(tmp_path)  # where a gs:// path used as a local one would appear
+    monkeypatch.setattr(tfjob_executor.Executor, "poll_seconds", 0.5)
+    engine = engines.KubeflowTrainingOptions(engine="tfjob", workers=2, tfjob=engines.TFJobOptions(namespace="ml"))
+    custom_config = {**trainer_custom_config(TrainingOptions(batch_size=16, strategy="multi_worker_mirrored"),
+                                             user.package, 0, "test"),
+                     **engines.engine_custom_config(engine, "registry/image:1", "synth")}
+    exec_properties = {"run_fn": "components.training.trainer.run_fn", "custom_config": json_utils.dumps(custom_config),
+                       "train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs(num_steps=8)),
+                       "eval_args": proto_utils.proto_to_json(trainer_pb2.EvalArgs(num_steps=2))}
     with FakeGCS() as gcs:
-        args = fn_args(user, transformed, str(tmp_path), train_steps=8, strategy="multi_worker_mirrored")
-        args.serving_model_dir, args.model_run_dir = gcs.url("model", "Format-Serving"), gcs.url("run")
-        trainer.run_fn(args)
+        inputs, outputs = _trainer_artifacts(transformed, gcs.url("model"), gcs.url("run"))
+        with FakeTFJobOperator(str(tmp_path / "cluster"), run_replicas=True) as operator:
+            monkeypatch.setenv("KUBECONFIG", operator.kubeconfig)
+            tfjob_executor.Executor().Do(inputs, outputs, exec_properties)
+            (job,) = operator.jobs.values()
+            pod_logs = {pod: _read(path) for pod, path in job.logs.items()}
+        tfjob_schema.validate_tfjob(operator.created[0])
+        assert {pod.rsplit("-", 2)[-2] for pod in pod_logs} == {"chief", "worker"}
         assert tf.io.gfile.exists(gcs.url("model", "Format-Serving", "saved_model.pb"))
         assert [name.rstrip("/") for name in tf.io.gfile.listdir(gcs.url("model"))] == ["Format-Serving"]
+        assert {name.rstrip("/") for name in tf.io.gfile.listdir(gcs.url("run"))} >= {"tfjob.yaml", launcher.WORKERS_DIR}
         logs = {name.rstrip("/") for name in tf.io.gfile.listdir(gcs.url("run", launcher.WORKERS_DIR))}
-        assert logs == {"worker-0.log", "worker-1.log", "workers.json"}
-        assert "replica(s) in sync" in tf.io.gfile.GFile(gcs.url("run", launcher.WORKERS_DIR, "worker-1.log")).read()
+        assert logs == {"chief-0.log", "chief-0.json", "worker-0.log", "worker-0.json"}
+        for name in ("chief-0.log", "worker-0.log"):
+            log = tf.io.gfile.GFile(gcs.url("run", launcher.WORKERS_DIR, name)).read()
+            assert "strategy: multi_worker_mirrored (CollectiveAllReduceStrategy) with 2 replica(s) in sync" in log
+    chief, worker = (next(text for pod, text in pod_logs.items() if f"-{role}-0" in pod) for role in ("chief", "worker"))
+    assert "in 1 worker process(es) as replica chief-0 of the engine's cluster" in chief
+    assert "replica worker-0 trained; waiting for the chief's model" in worker and "Training complete" in worker
     assert not [p for p in os.listdir(tmp_path) if p.startswith("gs:")]
+    assert not [p for p in os.listdir(tmp_path / "cluster") if p.startswith("gs:")]
 
 
 @pytest.mark.beam

@@ -141,19 +141,34 @@ class CompiledPipelineRun:
                 parameters[key] = value["runtimeValue"]["constant"]
         return {"artifacts": artifacts, "parameterValues": parameters}
 
-    def run_task(self, task_name: str) -> Dict:
-        component = _component(self.spec, task_name)
-        container = _executor(self.spec, task_name)["container"]
-        output_definitions = component.get("outputDefinitions", {}).get("artifacts", {})
-        outputs = {key: {"artifacts": [{
+    def _declared_outputs(self, task_name: str) -> Dict:
+        """The task's output artifacts where Kubeflow puts them: <pipeline_root>/<run>/<task>/<key>."""
+        definitions = _component(self.spec, task_name).get("outputDefinitions", {}).get("artifacts", {})
+        return {key: {"artifacts": [{
             "name": f"{self.run_name}-{task_name}-{key}",
             "uri": f"{self.pipeline_root}/{self.run_name}/{task_name}/{key}",
-            "type": _artifact_type(definition)}]} for key, definition in output_definitions.items()}
+            "type": _artifact_type(definition)}]} for key, definition in definitions.items()}
+
+    def assume_upstream_ran(self, task_name: str) -> None:
+        """For one task run alone: its upstream tasks' outputs as declared (their URIs, no metadata)."""
+        for upstream in _upstream(self.spec, task_name):
+            if "container" in _executor(self.spec, upstream):
+                self.outputs[upstream] = {key: value["artifacts"]
+                                          for key, value in self._declared_outputs(upstream).items()}
+
+    def entrypoint_args(self, task_name: str, output_file: str) -> List[str]:
+        """The IR's arguments of the task's container, its ExecutorInput in place of ``{{$}}``."""
+        container = _executor(self.spec, task_name)["container"]
+        executor_input = {"inputs": self._inputs(task_name),
+                          "outputs": {"artifacts": self._declared_outputs(task_name), "outputFile": output_file}}
+        return [json.dumps(executor_input) if a == "{{$}}" else a for a in container["args"]]
+
+    def run_task(self, task_name: str) -> Dict:
+        container = _executor(self.spec, task_name)["container"]
+        outputs = self._declared_outputs(task_name)
         with tempfile.TemporaryDirectory(prefix=f"kfp-{task_name}-") as workdir:
             output_file = os.path.join(tempfile.mkdtemp(prefix="kfp-out-"), "executor_output.json")
-            executor_input = {"inputs": self._inputs(task_name),
-                              "outputs": {"artifacts": outputs, "outputFile": output_file}}
-            args = [json.dumps(executor_input) if a == "{{$}}" else a for a in container["args"]]
+            args = self.entrypoint_args(task_name, output_file)
             command = [sys.executable] + container["command"][1:]  # the image's `python`: this environment's
             start = time.monotonic()
             returncode, stderr, peak_mb = _run(command + args, workdir, self.env, self.timeout)
