@@ -85,7 +85,7 @@ def test_tfjob_replicas_train_with_the_operators_tf_config_and_write_the_model_a
         workspace, tmp_path, monkeypatch):
     """Several machines, as a TFJob runs them, on this one. The TFJob Trainer's step creates its TFJob through the
     kubernetes client (a local fake API server); a stand-in for the Training Operator runs each replica's own
-    command (TFX's run_executor of TFX's GenericExecutor) as a process with the TF_CONFIG the operator gives it
+    command (TFX's run_executor of the project's Trainer executor) as a process with the TF_CONFIG the operator gives it
     (cluster chief + worker, on loopback). Each replica's run_fn trains in one worker process with that TF_CONFIG;
     the chief exports to gs://; the worker replica waits for the chief's model, so TFX's model-dir check passes on
     it too; the step sees Succeeded and the model. On Kubeflow the Trainer's dirs are gs://: the model, the

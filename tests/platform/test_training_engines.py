@@ -32,7 +32,8 @@ from tests.support.fake_tfjob_operator import FakeTFJobOperator
 from tests.support.kfp_harness import CompiledPipelineRun
 
 LOCAL_SCHEMA = f"schema_path={load_config().resolved_schema_path}"
-REPLICA_EXECUTOR = "tfx.components.trainer.executor.GenericExecutor"
+# The project's Trainer executor (TFX's GenericExecutor with the step counts from execution properties).
+REPLICA_EXECUTOR = "components.training.component.Executor"
 RUN_EXECUTOR = ["python", "-m", "tfx.scripts.run_executor"]
 
 
@@ -64,8 +65,8 @@ def run_trainer_task(spec, pipeline_root, tmp_path):
 
 
 def _parameter(spec, name):
-    value = spec["root"]["dag"]["tasks"]["Trainer"]["inputs"]["parameters"][name]["runtimeValue"]["constantValue"]
-    return next(iter(value.values()))
+    # Pipeline spec 2.1 (kubeflow_runner): a constant is the value itself.
+    return spec["root"]["dag"]["tasks"]["Trainer"]["inputs"]["parameters"][name]["runtimeValue"]["constant"]
 
 
 def _executor_class(spec):
@@ -88,7 +89,7 @@ def _flag(command, flag):
 
 
 def check_replica_command(command, run):
-    """TFX's run_executor of TFX's GenericExecutor on the task's own artifacts, run_fn and config."""
+    """TFX's run_executor of the project's Trainer executor on the task's own artifacts, run_fn and config."""
     assert command[:3] == RUN_EXECUTOR and _flag(command, "--executor_class_path") == REPLICA_EXECUTOR
     inputs = {key: [a["artifact"]["uri"] for a in artifacts]
               for key, artifacts in json.loads(_flag(command, "--inputs")).items()}
@@ -136,7 +137,7 @@ def test_an_engine_that_cannot_work_is_a_one_line_error_naming_the_key(overrides
 
 
 def test_the_default_engine_is_the_trainers_own_pod():
-    from tfx.components import Trainer
+    from components.training.component import Trainer
 
     options = load_config().kubeflow.training
     assert options.engine == "pod"
@@ -174,7 +175,8 @@ def custom_job_proto(job):
 
 def test_the_vertex_preset_compiles_tfxs_vertex_trainer_with_the_projects_own_config(compiled):
     cfg, spec = compiled["vertex"]
-    assert _executor_class(spec) == "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor"
+    # TFX's Vertex AI executor (components/training/vertex_trainer.py), whose replicas run REPLICA_EXECUTOR.
+    assert _executor_class(spec) == "components.training.vertex_trainer.Executor"
     custom = json.loads(_parameter(spec, "custom_config"))
     assert custom["ai_platform_enable_vertex"] is True and custom["ai_platform_vertex_region"] == "us-central1"
     assert custom["ai_platform_training_args"]["project"] == cfg.kubeflow.training.vertex.project
