@@ -119,8 +119,9 @@ def build_for_training(user: UserCode, model_inputs: Sequence, values: Optional[
                                 f"but build_model takes no hp argument: declare them with "
                                 f"build_model(inputs, task, hp) (docs/tuning.md)")
         model = call_build_model(user, model_inputs, None, learning_rate=learning_rate)
-        used = {} if kind == "none" else {LEARNING_RATE: LEGACY_LEARNING_RATE if learning_rate is None else learning_rate}
-        return model, used
+        if kind == "none":
+            return model, {}
+        return model, {LEARNING_RATE: LEGACY_LEARNING_RATE if learning_rate is None else learning_rate}
     hp = new_hyperparameters(given, learning_rate)
     model = call_build_model(user, model_inputs, hp, learning_rate=learning_rate,
                              what=" (the hyperparameters given to the Trainer)" if given else "")

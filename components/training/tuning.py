@@ -63,9 +63,10 @@ def best_epoch_metrics(history: Dict[str, List[float]], objective: kt.Objective,
     """The metrics of the epoch with the best objective (a NaN objective, when every epoch's is NaN)."""
     values = history.get(objective.name)
     if not values:
+        logged = ", ".join(history) or "nothing"
         raise FatalSearchError(f"{user.file('model')}: the model logs no {objective.name!r} (the Tuner's objective, "
-                               f"the evaluation's gate metric on the eval split; it logs {', '.join(history) or 'nothing'}):"
-                               f" compile it with metrics=task.keras_metrics()")
+                               f"the evaluation's gate metric on the eval split; it logs {logged}): compile it with "
+                               f"metrics=task.keras_metrics()")
     scores = np.asarray(values, dtype=float)
     if np.isnan(scores).all():
         best = len(scores) - 1
@@ -139,9 +140,9 @@ class TfKerasTuner(kt.Tuner):
         except UserCodeError as e:  # build_model raised: the line names model.py's line and the values
             raise TrialFailed(str(e)) from e
         except Exception as e:
-            user = self.hypermodel.user
-            raise TrialFailed(f"{hp_lib.where_in(user, e)}: training with {hp_lib.describe(trial.hyperparameters.values)} "
-                              f"failed: {hp_lib.error_line(e)}") from e
+            values = hp_lib.describe(trial.hyperparameters.values)
+            raise TrialFailed(f"{hp_lib.where_in(self.hypermodel.user, e)}: training with {values} failed: "
+                              f"{hp_lib.error_line(e)}") from e
         finally:
             self.trial_seconds[trial.trial_id] = time.perf_counter() - start
 
@@ -181,9 +182,10 @@ def check_search_space(user: UserCode, model_inputs, learning_rate: Optional[flo
     trial) and returns the HyperParameters the search must keep fixed (None: none)."""
     kind = hp_lib.signature_kind(user)
     if kind != "hp":
-        raise UserCodeError(f"{user.file('model')}: build_model(inputs, task{', learning_rate' if kind != 'none' else ''})"
-                            f" declares no search space: tuning needs build_model(inputs, task, hp) declaring "
-                            f"hyperparameters (hp.Float, hp.Int, hp.Choice; docs/tuning.md)")
+        arguments = "inputs, task, learning_rate" if kind == "learning_rate" else "inputs, task"
+        raise UserCodeError(f"{user.file('model')}: build_model({arguments}) declares no search space: tuning needs "
+                            f"build_model(inputs, task, hp) declaring hyperparameters (hp.Float, hp.Int, hp.Choice; "
+                            f"docs/tuning.md)")
     hp = hp_lib.new_hyperparameters(learning_rate=learning_rate)
     keras.backend.clear_session()
     hp_lib.call_build_model(user, model_inputs, hp, what=" (model.py's defaults)")
@@ -191,9 +193,11 @@ def check_search_space(user: UserCode, model_inputs, learning_rate: Optional[flo
     fixed_names = {hp_lib.LEARNING_RATE} if learning_rate is not None else set()
     tunable = [p.name for p in hp.space if not isinstance(p, Fixed) and p.name not in fixed_names]
     if not tunable:
+        besides = " besides learning_rate, fixed by training.learning_rate" if learning_rate is not None else ""
         raise UserCodeError(f"{user.file('model')}: build_model declares nothing to tune (no hp.Float, hp.Int or "
-                            f"hp.Choice{' besides learning_rate, fixed by training.learning_rate' if learning_rate else ''})")
-    log.info("search space of %s: %s (defaults: %s)", user.file("model"), ", ".join(tunable), hp_lib.describe(hp.values))
+                            f"hp.Choice{besides})")
+    log.info("search space of %s: %s (defaults: %s)", user.file("model"), ", ".join(tunable),
+             hp_lib.describe(hp.values))
     if learning_rate is None:
         return None
     fixed = kt.HyperParameters()

@@ -248,3 +248,37 @@ def test_reuse_best_resolves_the_latest_best_hyperparameters_of_the_pipeline_fro
     for learning_rate in (0.01, 0.02):
         run(BestHyperparametersWriter(learning_rate=learning_rate).with_id(nodes.TUNER))
     assert trainer_run() == {"learning_rate": 0.02}
+
+
+def test_a_trial_scores_its_best_epoch_and_a_model_that_logs_no_objective_stops_the_search(packages):
+    import keras_tuner as kt
+
+    from components.training.tuning import FatalSearchError, best_epoch_metrics
+
+    user, accuracy = load_user_code("hp_plain"), kt.Objective("val_accuracy", "max")
+    history = {"loss": [0.7, 0.5, 0.6], "val_accuracy": [0.6, float("nan"), 0.8]}
+    assert best_epoch_metrics(history, accuracy, user) == {"loss": 0.6, "val_accuracy": 0.8}
+    assert best_epoch_metrics({"val_mae": [3.0, 2.0, 2.5]}, kt.Objective("val_mae", "min"), user) == {"val_mae": 2.0}
+    with pytest.raises(FatalSearchError, match=r"hp_plain/model.py: the model logs no 'val_accuracy' \(the Tuner's "
+                                               r"objective.*it logs loss, val_auc\): compile it with "
+                                               r"metrics=task.keras_metrics\(\)"):
+        best_epoch_metrics({"loss": [0.7], "val_auc": [0.8]}, accuracy, user)
+
+
+def test_a_failed_trial_is_said_in_its_last_traceback_line_or_as_a_diverged_score():
+    import keras_tuner as kt
+    from keras_tuner.engine.trial import Trial
+
+    from components.custom.tuner import failure_line
+
+    hp = kt.HyperParameters()
+    hp.values.update({"learning_rate": 0.5, "tuner/epochs": 2})
+    failed = Trial(hp, trial_id="3", status="FAILED")
+    failed.message = ("Traceback (most recent call last):\n  ...\nValueError: x\n\nThe above exception ...\n"
+                      "components.training.tuning.TrialFailed: /p/model.py, line 9: training with learning_rate=0.5 "
+                      "failed: ValueError: x\n")
+    assert failure_line(failed, "/p/model.py", "val_accuracy") == (
+        "/p/model.py, line 9: training with learning_rate=0.5 failed: ValueError: x")
+    failed.message = None  # KerasTuner fails a trial whose score is NaN without an error
+    assert failure_line(failed, "/p/model.py", "val_accuracy") == (
+        "/p/model.py: training with learning_rate=0.5 gave no val_accuracy (NaN: it diverged)")
