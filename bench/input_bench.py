@@ -42,7 +42,7 @@ def train_throughput(strategy: str, cpu_devices: int, batch_size: int) -> dict:
     dataset = inputs.make_input_dataset(os.path.join(found["transformed_examples"], "Split-train", "*"),
                                         tft_output, user, global_batch, cache=True)
     with strategy.scope():
-        model = build_user_model(user, inputs.model_inputs(user, tft_output), learning_rate=0.001)
+        model = build_user_model(user, inputs.model_inputs(user, tft_output))
     model.fit(dataset, epochs=1, steps_per_epoch=10, verbose=0)
     start = time.perf_counter()
     model.fit(dataset, epochs=1, steps_per_epoch=TRAIN_STEPS, verbose=0)

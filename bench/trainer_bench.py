@@ -92,7 +92,8 @@ def main():
     user = cfg.user_code
     tf_transform_output = tft.TFTransformOutput(found["transform_graph"])
     with strategy.scope():
-        model = trainer.build_user_model(user, inputs.model_inputs(user, tf_transform_output), options.learning_rate)
+        model = trainer.build_user_model(user, inputs.model_inputs(user, tf_transform_output),
+                                         learning_rate=options.learning_rate)
     model.fit(inputs.make_input_dataset(job.train_files, tf_transform_output, user, options.batch_size),
               steps_per_epoch=REFERENCE_FIT_STEPS, verbose=0)
     ours_dir, reference_dir = os.path.join(out, "ours"), os.path.join(out, "keras")

@@ -3,7 +3,7 @@
 Yours (edit these for your data):
     features.py       the feature list, the label and the task (what to predict)
     preprocessing.py  preprocessing_fn: raw features -> model inputs and the label (tf.Transform)
-    model.py          build_model: the Keras model
+    model.py          build_model: the Keras model, and its hyperparameters (the Tuner's search space)
 Platform (subpackages; you should not need to edit them):
     core/      the vocabulary your files use: Feature, tasks, transforms
     training/  the Trainer's run_fn: input pipeline, strategies, export, local worker processes

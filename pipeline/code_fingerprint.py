@@ -11,6 +11,8 @@ them re-runs the component (and what follows) and nothing else.
                          that preprocessing.py reaches (its imports, at any depth, in any function)
     Trainer              components/__init__.py, components/core/, components/training/, the user
                          package, and the project files it imports
+    Tuner                the Trainer's (tuner_fn builds what the Trainer builds; model.py holds the
+                         search space), and components/custom/ (its executor)
     TFLite components    the Trainer's, and components/custom/
     PredictionsToCsv     components/__init__.py, components/core/, components/custom/, and the files of the
                          user package that features.py reaches (the feature list and the task word the CSV)
@@ -171,6 +173,15 @@ def trainer_fingerprint(user_package: str) -> str:
     return fingerprint(platform_files("core", "training") | user_package_reach(user_package))
 
 
+def _training_and_custom(user_package: str) -> str:
+    return fingerprint(platform_files("core", "training", "custom") | user_package_reach(user_package))
+
+
+def tuner_fingerprint(user_package: str) -> str:
+    """An edit to model.py (its search space) or to the training code re-runs the Tuner."""
+    return _training_and_custom(user_package)
+
+
 def infra_validator_fingerprint() -> str:
     """The InfraValidator's executor and the server it starts (`tfxp serve`)."""
     import serving
@@ -178,7 +189,7 @@ def infra_validator_fingerprint() -> str:
 
 
 def tflite_fingerprint(user_package: str) -> str:
-    return fingerprint(platform_files("core", "training", "custom") | user_package_reach(user_package))
+    return _training_and_custom(user_package)
 
 
 def predictions_csv_fingerprint(user_package: str) -> str:

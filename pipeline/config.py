@@ -2,7 +2,8 @@
 
     cfg = load_config("pipeline/configs/local.yaml", overrides=["training.train_steps=200"])
 
-Sections: ``training`` (components/training/options.py), ``evaluation`` (below), ``tflite``
+Sections: ``training`` (components/training/options.py), ``tuning`` (components/training/tuning_options.py),
+``evaluation`` (below), ``tflite``
 (components/custom/tflite_options.py), ``serving`` (serving/options.py), ``inference`` (below, the batch
 scoring branch: pipeline/inference.py), ``drift`` (pipeline/drift/options.py), ``kubeflow``
 (pipeline/kubeflow_options.py, the compiled pipeline's only; its ``training`` section:
@@ -30,6 +31,7 @@ from components.core.user_code import DEFAULT_PACKAGE, UserCode, UserCodeError, 
 from components.custom.tflite_options import TFLiteOptions
 from components.training.engines import KubeflowTrainingOptions, TFJobOptions, VertexTrainingOptions
 from components.training.options import TrainingOptions
+from components.training.tuning_options import TuningOptions
 from pipeline.drift.options import DriftOptions
 from pipeline.kubeflow_options import (EvaluatorResources, KubeflowOptions, KubeflowResources, StepResources,
                                        TrainerResources, TransformResources)
@@ -142,6 +144,7 @@ class PipelineConfig:
     # Kubeflow: the pipeline image (built from the Dockerfile) every step runs in.
     image: str = "tfx-pipeline-project:latest"
     training: TrainingOptions = dataclasses.field(default_factory=TrainingOptions)
+    tuning: TuningOptions = dataclasses.field(default_factory=TuningOptions)
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
     tflite: TFLiteOptions = dataclasses.field(default_factory=TFLiteOptions)
     serving: ServingOptions = dataclasses.field(default_factory=ServingOptions)
@@ -262,6 +265,7 @@ class PipelineConfig:
             raise ConfigError(f"parallel_components must be at least 1, got {self.parallel_components}")
         try:
             self.training.check(quantization_aware_training=self.quantization_aware_training)
+            self.tuning.check()
             self.tflite.check()
             self.serving.check()
             self.drift.check()
@@ -301,7 +305,7 @@ class PipelineConfig:
 
 
 # Nested config sections, by parent class.
-_SECTIONS = {PipelineConfig: {"training": TrainingOptions, "evaluation": EvaluationConfig,
+_SECTIONS = {PipelineConfig: {"training": TrainingOptions, "tuning": TuningOptions, "evaluation": EvaluationConfig,
                               "tflite": TFLiteOptions, "serving": ServingOptions, "inference": InferenceConfig,
                               "drift": DriftOptions, "kubeflow": KubeflowOptions},
              ServingOptions: {"batching": BatchingOptions, "infra_validation": InfraValidationOptions,

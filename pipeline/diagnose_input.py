@@ -105,7 +105,7 @@ def diagnose(transformed_examples_uri: str, transform_output: str, user, batch_s
     factory_eps = best.pop("TFX tf_dataset_factory")
     stages = best
 
-    model = build_user_model(user, model_inputs(user, tft_output), learning_rate=0.001)
+    model = build_user_model(user, model_inputs(user, tft_output))
     pipeline = make_input_dataset(files, tft_output, user, batch_size, cache=True)
     in_memory = pipeline.take(20).cache().repeat()
     model.fit(in_memory, epochs=1, steps_per_epoch=max(20, train_steps // 2), verbose=0)  # warm-up

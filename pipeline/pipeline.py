@@ -1,7 +1,7 @@
 """create_pipeline(config): the TFX pipeline, wiring only.
 
 ImportExampleGen -> StatisticsGen -> SchemaGen | ImportSchemaGen -> ExampleValidator
--> AnomaliesGate -> Transform -> Trainer -> Evaluator (baseline: latest blessed model)
+-> AnomaliesGate -> Transform [-> Tuner (tuning.enabled)] -> Trainer -> Evaluator (baseline: latest blessed model)
                                            -> InfraValidator (loaded and queried in a model server)
 -> Pusher (only when both bless; the version carries warmup requests) -> serving_model/<name>/<version>/
 Trainer -> TFLiteConverter -> TFLiteEvaluator (vs the SavedModel) -> Pusher (lite)
@@ -11,13 +11,14 @@ model, only when the Evaluator blessed it) -> PredictionsToCsv
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 # Not `from tfx import v1`: it also imports TFX's Google Cloud and Kubeflow extensions (aiplatform,
 # kfp), 3-5 s of every `tfxp run`'s start-up that a local run never uses.
 from tfx.components import BulkInferrer, ExampleValidator, Pusher, SchemaGen, StatisticsGen, Transform
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.orchestration.pipeline import Pipeline
 from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, infra_validator_pb2, pusher_pb2
@@ -32,7 +33,9 @@ from components.custom.evaluator import Evaluator
 from components.custom.tflite_converter import TFLiteConverter
 from components.custom.tflite_evaluator import TFLiteEvaluator
 from components.training import engines
+from components.custom.tuner import Tuner
 from components.training.options import trainer_custom_config
+from components.training.tuning_options import tuner_custom_config
 from pipeline import code_fingerprint
 from pipeline.config import PipelineConfig
 from pipeline.evaluation import make_eval_config
@@ -42,6 +45,7 @@ from tfxp import contract
 from tfxp import nodes
 
 RUN_FN = "components.training.trainer.run_fn"
+TUNER_FN = "components.training.tuning.tuner_fn"
 # Transform's options beyond TFX's defaults: no pre-/post-transform statistics (and their anomalies
 # check against the schema tf.Transform infers from its own output) and no analyzer cache. Nothing
 # reads them (the data is checked before Transform by StatisticsGen, ExampleValidator and the gate;
@@ -99,6 +103,30 @@ def _trainer(cfg: PipelineConfig, **inputs):
         code_fingerprint.trainer_fingerprint(cfg.user_package))
     custom_config.update(engines.engine_custom_config(engine, cfg.image, cfg.pipeline_name))
     return engines.trainer_class(engine)(run_fn=RUN_FN, custom_config=custom_config, **inputs)
+
+
+def _tuning(cfg: PipelineConfig, transform, schema) -> Tuple[list, Optional[Channel]]:
+    """(nodes, the Trainer's ``hyperparameters``). tuning.enabled: TFX's Tuner (components/custom/tuner.py) searches
+    model.py's space on Transform's output, its best go to the Trainer; tuning.reuse_best with tuning off: TFX's
+    Resolver hands over the latest best hyperparameters in MLMD (none yet: nothing, model.py's defaults);
+    otherwise no node, model.py's defaults (docs/tuning.md)."""
+    tuning = cfg.tuning
+    if tuning.enabled:
+        tuner = Tuner(
+            tuner_fn=TUNER_FN, examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"], schema=schema,
+            train_args=trainer_pb2.TrainArgs(num_steps=tuning.steps_per_trial),
+            eval_args=trainer_pb2.EvalArgs(num_steps=cfg.training.eval_steps),
+            custom_config=tuner_custom_config(tuning, cfg.training, cfg.user_package, cfg.gate_metric.name,
+                                              code_fingerprint.tuner_fingerprint(cfg.user_package)),
+        ).with_id(nodes.TUNER)
+        return [tuner], tuner.outputs["best_hyperparameters"]
+    if tuning.uses_latest_best:
+        resolver = Resolver(strategy_class=LatestArtifactStrategy,
+                            hyperparameters=Channel(type=standard_artifacts.HyperParameters),
+                            ).with_id(nodes.HYPERPARAMETERS_RESOLVER)
+        return [resolver], resolver.outputs["hyperparameters"]
+    return [], None
 
 
 def _batch_scoring(cfg: PipelineConfig, rows: RowsToScore, model, blessing) -> list:
@@ -162,12 +190,14 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
         custom_config={"code_fingerprint": code_fingerprint.transform_fingerprint(cfg.user_package)},
         **TRANSFORM_OPTIONS).with_id(nodes.TRANSFORM)
     transform.add_upstream_node(anomalies_gate)  # no Transform on data that failed validation
+    tuning_nodes, hyperparameters = _tuning(cfg, transform, schema_gen.outputs["schema"])
 
     trainer = _trainer(
         cfg,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
+        hyperparameters=hyperparameters,
         train_steps=run.train_steps,
         eval_steps=run.eval_steps).with_id(nodes.TRAINER)
 
@@ -203,7 +233,7 @@ def create_pipeline(cfg: PipelineConfig, *, schema_file: Optional[str] = None,
                                 infra_blessing=infra_validator.outputs["blessing"]).with_id(nodes.PUSHER)
 
     components = [example_gen, statistics_gen, schema_gen, example_validator, anomalies_gate,
-                  transform, trainer, baseline_resolver, evaluator, infra_validator, pusher]
+                  transform, *tuning_nodes, trainer, baseline_resolver, evaluator, infra_validator, pusher]
     if cfg.tflite.enabled:
         # TFLite branch: convert -> evaluate each variant against the SavedModel -> push the blessed ones.
         fingerprint = code_fingerprint.tflite_fingerprint(cfg.user_package)

@@ -13,6 +13,9 @@ INFERRED_SCHEMA_GEN = "SchemaGen"  # when the config names no schema file
 EXAMPLE_VALIDATOR = "ExampleValidator"
 ANOMALIES_GATE = "AnomaliesGate"
 TRANSFORM = "Transform"
+# Tuning (config tuning:): TFX's Tuner, or, with tuning off and tuning.reuse_best, the resolver of its latest best.
+TUNER = "tuner"
+HYPERPARAMETERS_RESOLVER = "latest_hyperparameters_resolver"
 TRAINER = "Trainer"
 BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "evaluator"

@@ -4,7 +4,7 @@ A package (``components`` by default; the config's ``user_package`` names anothe
 
     features.py       FEATURES (list of Feature), TASK (what to predict), SLICE_FEATURES (optional)
     preprocessing.py  preprocessing_fn(inputs) -> transformed features and the label
-    model.py          build_model(inputs, task, learning_rate) -> compiled Keras model
+    model.py          build_model(inputs, task, hp) -> compiled Keras model (hp: its hyperparameters)
 
 The platform never imports ``components.features`` itself: it asks ``load_user_code(package)``,
 so the same platform code serves any dataset, and tests run it on synthetic feature lists.

@@ -31,7 +31,9 @@ class TrainingOptions:
     train_epochs: Optional[float] = None
     eval_steps: int = 100
     batch_size: int = 64            # per replica; the global batch is this x replicas
-    learning_rate: float = 0.001
+    # null: model.py decides (its learning_rate hyperparameter's default, or the Tuner's best); a number fixes the
+    # learning_rate hyperparameter, in training and tuning (components/training/hyperparameters.py).
+    learning_rate: Optional[float] = None
     strategy: str = "mirrored"
     # mirrored on a CPU-only machine: split the CPU into this many logical devices (replicas).
     cpu_devices: int = 0
@@ -54,7 +56,7 @@ class TrainingOptions:
         if self.train_epochs is not None and not float(self.train_epochs) > 0:
             raise ValueError(f"training.train_epochs must be > 0 (or null: train_steps decides), "
                              f"got {self.train_epochs}")
-        if self.learning_rate <= 0:
+        if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"training.learning_rate must be > 0, got {self.learning_rate}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"training.strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")

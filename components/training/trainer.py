@@ -3,7 +3,8 @@
 
 It reads the Transform output (gzip'd TFRecords of transformed examples), builds the data
 scientist's model (``<user_package>.model.build_model``) for their TASK under the configured
-tf.distribute strategy, trains it, and exports it (see export.py). Strategies that need
+tf.distribute strategy, with the hyperparameter values handed to the Trainer (the Tuner's best) or
+model.py's defaults (hyperparameters.py), trains it, and exports it (see export.py). Strategies that need
 processes of their own are handed to launcher.py, which starts worker.py processes that run
 ``train_and_export``.
 """
@@ -11,19 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import os
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from components.core.user_code import UserCode, UserCodeError, load_user_code
-from components.training import export, inputs, strategy as strategy_lib
+from components.core.user_code import UserCode, load_user_code
+from components.training import export, hyperparameters as hyperparameters_lib, inputs, strategy as strategy_lib
 from components.training.options import TrainerJobConfig
+from tfxp import files
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +42,17 @@ class TrainerJob:
     train_steps: int
     eval_steps: int
     custom_config: Dict[str, Any]
+    # Hyperparameter values handed to the Trainer (TFX's ``hyperparameters`` input: the Tuner's best), or None.
+    hyperparameters: Optional[Dict[str, Any]] = None
 
     @classmethod
     def from_fn_args(cls, fn_args) -> "TrainerJob":
+        given = fn_args.hyperparameters  # a KerasTuner HyperParameters config: {"space": [...], "values": {...}}
         return cls(train_files=list(fn_args.train_files), eval_files=list(fn_args.eval_files),
                    transform_output=fn_args.transform_output, model_run_dir=fn_args.model_run_dir,
                    serving_model_dir=fn_args.serving_model_dir, train_steps=int(fn_args.train_steps),
-                   eval_steps=int(fn_args.eval_steps or 1), custom_config=dict(fn_args.custom_config or {}))
+                   eval_steps=int(fn_args.eval_steps or 1), custom_config=dict(fn_args.custom_config or {}),
+                   hyperparameters=dict(given["values"]) if given else None)
 
     @property
     def config(self) -> TrainerJobConfig:
@@ -65,16 +72,39 @@ def apply_autograph_choice(model: keras.Model, user: UserCode) -> None:
         setattr(model, name, tf.autograph.experimental.do_not_convert(getattr(model, name)))
 
 
-def build_user_model(user: UserCode, model_inputs, learning_rate: float) -> keras.Model:
-    module = user.model_module()
-    model = module.build_model(model_inputs, user.task, learning_rate)
-    if not isinstance(model, keras.Model):
-        raise UserCodeError(f"{user.file('model')}: build_model must return a tf_keras Model (import tf_keras as "
-                            f"keras), got {type(model).__module__}.{type(model).__name__}")
-    if model.optimizer is None:
-        raise UserCodeError(f"{user.file('model')}: build_model must compile the model (model.compile(...))")
+def build_user_model(user: UserCode, model_inputs, hyperparameters: Optional[Dict[str, Any]] = None,
+                     learning_rate: Optional[float] = None) -> keras.Model:
+    """The user's compiled model with those hyperparameter values (None: model.py's defaults); see
+    components/training/hyperparameters.py for which value wins."""
+    return build_user_model_and_values(user, model_inputs, hyperparameters, learning_rate)[0]
+
+
+def build_user_model_and_values(user: UserCode, model_inputs, hyperparameters=None, learning_rate=None):
+    """(model, the hyperparameter values it was built with)."""
+    model, values = hyperparameters_lib.build_for_training(user, model_inputs, hyperparameters, learning_rate)
     apply_autograph_choice(model, user)
-    return model
+    return model, values
+
+
+# What the Trainer writes beside its TensorBoard logs: the hyperparameters its model was built with.
+HYPERPARAMETERS_FILE = "hyperparameters.json"
+
+
+def optimizer_learning_rate(model: keras.Model) -> Optional[float]:
+    """The compiled optimizer's learning rate (None for a schedule)."""
+    try:
+        return float(keras.backend.get_value(model.optimizer.learning_rate))
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def write_hyperparameters(model_run_dir: str, given: Optional[Dict[str, Any]], values: Dict[str, Any],
+                          model: keras.Model) -> None:
+    """<model_run_dir>/hyperparameters.json: the values handed to the Trainer (null: none, model.py's defaults),
+    the values the model was built with, and its optimizer's learning rate."""
+    record = {"given": hyperparameters_lib.model_values(given) if given else None, "values": values,
+              "optimizer_learning_rate": optimizer_learning_rate(model)}
+    files.write_atomically(os.path.join(model_run_dir, HYPERPARAMETERS_FILE), json.dumps(record, indent=1) + "\n")
 
 
 def compile_like(model: keras.Model, original: keras.Model, user: UserCode) -> None:
@@ -166,7 +196,12 @@ def train_and_export(job: TrainerJob, strategy, export_dir: str, *, is_chief: bo
              user.task.describe(), per_replica, strategy.num_replicas_in_sync, global_batch)
     times = TrainerTimes()
     with times.phase("model"), strategy.scope():
-        model = build_user_model(user, inputs.model_inputs(user, tf_transform_output), options.learning_rate)
+        model, values = build_user_model_and_values(user, inputs.model_inputs(user, tf_transform_output),
+                                                    job.hyperparameters, options.learning_rate)
+    log.info("hyperparameters: %s (%s)", hyperparameters_lib.describe(values),
+             "given to the Trainer" if job.hyperparameters else "model.py's defaults")
+    if is_chief:
+        write_hyperparameters(job.model_run_dir, job.hyperparameters, values, model)
     callbacks = [times] + ([keras.callbacks.TensorBoard(log_dir=job.model_run_dir)] if is_chief else [])
     epochs, steps_per_epoch, validation_steps = epoch_plan(training_steps(job, global_batch), job.eval_steps)
     log.info("training %d steps: %d epoch(s) of %d, each validated on %d batch(es)", epochs * steps_per_epoch,

@@ -27,6 +27,7 @@ def test_a_config_needs_only_a_name_and_the_data(tmp_path):
     cfg = load_config(_config(tmp_path, MINIMAL))
     assert cfg.source_csv is None and cfg.schema_path is None and cfg.evaluation.threshold is None
     assert cfg.training.train_steps == 1000 and cfg.tflite.quantizations == ["dynamic_range", "int8"]
+    assert cfg.training.learning_rate is None and not cfg.tuning.enabled  # model.py's defaults, no Tuner
 
 
 def test_a_config_without_a_name_says_so(tmp_path):
@@ -87,6 +88,14 @@ def test_remote_beam_preset_names_the_flags_it_still_needs():
     (["evaluation.threshold=60"], "accuracy is a fraction, so the threshold must be in \\[0, 1\\]"),
     (["tflite.quantizations=[int4]"], "unknown mode\\(s\\) 'int4'"),
     (["user_package=nowhere"], "user_package 'nowhere': no such Python package"),
+    (["training.learning_rate=0"], "training.learning_rate must be > 0"),
+    (["tuning.algorithm=grid"], "tuning.algorithm must be one of random, bayesian, hyperband, got 'grid'"),
+    (["tuning.max_trials=0"], "tuning.max_trials must be at least 1"),
+    (["tuning.steps_per_trial=0"], "tuning.steps_per_trial must be at least 1"),
+    (["tuning.executions_per_trial=0"], "tuning.executions_per_trial must be at least 1"),
+    (["tuning.max_consecutive_failed_trials=0"], "tuning.max_consecutive_failed_trials must be at least 1"),
+    (["tuning.enabled=sometimes"], "tuning: enabled: expected true or false"),
+    (["tuning.trials=3"], "unknown key 'trials'"),
 ])
 def test_bad_values_fail_before_any_work_with_a_clear_message(overrides, message):
     with pytest.raises(ConfigError, match=message):

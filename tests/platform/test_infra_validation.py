@@ -38,10 +38,10 @@ BROKEN_PACKAGE = {
                 return x * scale
 
 
-        def build_model(inputs, task, learning_rate=0.001):
-            sample = build_sample_model(inputs, task, learning_rate)
+        def build_model(inputs, task, hp):
+            sample = build_sample_model(inputs, task, hp)
             model = keras.Model(sample.inputs, ScaledByALocalFile()(sample.output))
-            compile_model(model, task, learning_rate)
+            compile_model(model, task, hp.get("learning_rate"))
             return model
         '''),
 }

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras_tuner import HyperParameters
 
 from components import model as model_lib
 from components.core.user_code import load_user_code
@@ -25,7 +26,7 @@ def _batch(user, n=16):
 
 def test_the_model_has_one_input_per_model_feature_and_the_task_s_head(package):
     user = load_user_code(package)
-    model = model_lib.build_model(_inputs(user), user.task)
+    model = model_lib.build_model(_inputs(user), user.task, HyperParameters())
     assert set(model.input_names) == {f.transformed_name for f in user.model_features}
     assert model.output_shape == (None, user.task.output_units)
     assert type(model.loss).__name__ == type(user.task.loss()).__name__
@@ -34,7 +35,7 @@ def test_the_model_has_one_input_per_model_feature_and_the_task_s_head(package):
 @pytest.mark.training
 def test_the_model_trains_a_step(package):
     user = load_user_code(package)
-    model = model_lib.build_model(_inputs(user), user.task)
+    model = model_lib.build_model(_inputs(user), user.task, HyperParameters())
     x, y = _batch(user)
     before = [w.copy() for w in model.get_weights()]
     logs = model.train_on_batch(x, y, return_dict=True)

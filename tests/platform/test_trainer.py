@@ -191,7 +191,7 @@ def test_build_model_must_compile_the_model(workspace, tmp_path, monkeypatch):
     user = workspace.user("synth_binary")
     monkeypatch.setattr(type(user), "model_module", lambda self: NotCompiling)
     with pytest.raises(ValueError, match="build_model must compile the model"):
-        trainer.build_user_model(user, [], 0.001)
+        trainer.build_user_model(user, [])
 
 
 def test_training_is_cut_into_epochs_that_validate_for_the_curves_with_the_same_steps_in_all():
