@@ -21,7 +21,7 @@ from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.orchestration.pipeline import Pipeline
-from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, infra_validator_pb2, pusher_pb2
+from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, infra_validator_pb2, pusher_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
 from components.custom.anomalies_gate import AnomaliesGate
