@@ -413,18 +413,46 @@ def _without_optional(annotation):
     return annotation
 
 
-def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> PipelineConfig:
-    """Loads the YAML config at ``path`` (default: pipeline/configs/local.yaml) and applies overrides."""
-    path = path or DEFAULT_CONFIG
+BASE_KEY = "base"
+
+
+def _merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
+    """``over`` on top of ``base``: sections merge key by key, any other value (a list too) replaces."""
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = (_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict)
+                       else value)
+    return merged
+
+
+def _read(path: str, chain: Sequence[str] = ()) -> Dict[str, Any]:
+    """The YAML mapping at ``path``; with ``base: FILE`` (relative to this file), that file's keys first and this
+    file's on top, so a preset states only what differs from the one it builds on."""
     try:
         with open(path) as f:
             data = yaml.safe_load(f) or {}
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise ConfigError(f"{chain[-1] + ': base ' if chain else ''}{path}: config file not found") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    base = data.pop(BASE_KEY, None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: base: expected the file name of another config, got {base!r}")
+    base_path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), base))
+    if base_path in chain or base_path == os.path.abspath(path):
+        raise ConfigError(f"{path}: base: {base} leads back to itself ({' -> '.join([*chain, path, base_path])})")
+    return _merge(_read(base_path, [*chain, os.path.abspath(path)]), data)
+
+
+def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> PipelineConfig:
+    """Loads the YAML config at ``path`` (default: pipeline/configs/local.yaml; ``base: FILE`` in it builds on
+    another config) and applies overrides."""
+    path = path or DEFAULT_CONFIG
+    data = _read(path)
     for override in overrides:
         _apply_override(data, override)
     return _build(PipelineConfig, data, path)

@@ -155,3 +155,37 @@ def test_a_wrongly_typed_yaml_value_names_the_key(tmp_path):
 def test_missing_config_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(str(tmp_path / "none.yaml"))
+
+
+# -- base: a config that builds on another --------------------------------------------------------------
+
+def test_the_engine_presets_build_on_the_kubeflow_preset_and_state_only_what_differs():
+    kubeflow = load_config(os.path.join(CONFIG_DIR, "kubeflow.yaml"))
+    for name, engine in (("kubeflow-vertex.yaml", "vertex"), ("kubeflow-tfjob.yaml", "tfjob")):
+        preset = load_config(os.path.join(CONFIG_DIR, name))
+        assert preset.kubeflow.training.engine == engine and preset.training.strategy == "multi_worker_mirrored"
+        # Everything else is the Kubeflow preset's: paths, steps, the resources section beside the engine's.
+        assert (preset.data_root, preset.image, preset.training.train_steps, preset.kubeflow.resources) == \
+            (kubeflow.data_root, kubeflow.image, kubeflow.training.train_steps, kubeflow.kubeflow.resources)
+
+
+def test_base_merges_sections_key_by_key_and_replaces_lists(tmp_path):
+    (tmp_path / "base.yaml").write_text("pipeline_name: p\ndata_root: /data\nbeam_args: [--a=1, --b=2]\n"
+                                        "training: {train_steps: 5, batch_size: 8}\n")
+    (tmp_path / "child.yaml").write_text("base: base.yaml\nbeam_args: [--c=3]\ntraining: {train_steps: 9}\n")
+    cfg = load_config(str(tmp_path / "child.yaml"), overrides=["training.batch_size=16"])
+    assert (cfg.pipeline_name, cfg.data_root, cfg.beam_args) == ("p", "/data", ["--c=3"])
+    assert (cfg.training.train_steps, cfg.training.batch_size) == (9, 16)
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"child.yaml": "base: missing.yaml\n"}, "child.yaml: base {dir}/missing.yaml: config file not found"),
+    ({"child.yaml": "base: child.yaml\n"}, "base: child.yaml leads back to itself"),
+    ({"child.yaml": "base: other.yaml\n", "other.yaml": "base: child.yaml\n"}, "base: child.yaml leads back to itself"),
+    ({"child.yaml": "base: [a.yaml]\n"}, "child.yaml: base: expected the file name of another config"),
+])
+def test_a_bad_base_is_one_line_naming_the_file(tmp_path, files, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=message.format(dir=tmp_path).replace("[", r"\[")):
+        load_config(str(tmp_path / "child.yaml"))
