@@ -107,8 +107,10 @@ def test_tfjob_replicas_train_with_the_operators_tf_config_and_write_the_model_a
                                              user.package, 0, "test"),
                      **engines.engine_custom_config(engine, "registry/image:1", "synth")}
     exec_properties = {"run_fn": "components.training.trainer.run_fn", "custom_config": json_utils.dumps(custom_config),
-                       "train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs(num_steps=8)),
-                       "eval_args": proto_utils.proto_to_json(trainer_pb2.EvalArgs(num_steps=2))}
+                       "train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs()),
+                       "eval_args": proto_utils.proto_to_json(trainer_pb2.EvalArgs()),
+                       # The project's Trainer: the step counts are execution properties (run parameters on Kubeflow).
+                       "train_steps": 8, "eval_steps": 2}
     with FakeGCS() as gcs:
         inputs, outputs = _trainer_artifacts(transformed, gcs.url("model"), gcs.url("run"))
         with FakeTFJobOperator(str(tmp_path / "cluster"), run_replicas=True) as operator:
