@@ -1,0 +1,59 @@
+"""Trials per minute of the Tuner with 1 and 2 workers (KerasTuner's distributed mode), side by side on the
+same Transform output: our Tuner executor as the pipeline configures it (tests/support/tuning.py's run_tuner).
+
+    flock /tmp/heavy.lock .venv/bin/python -m bench.tuning_bench TRANSFORM_DIR [--trials 6] [--steps 200]
+
+TRANSFORM_DIR: a run's ``<pipeline root>/Transform`` (the latest transformed_examples and transform_graph are
+used), e.g. of the sample. Not in ``make bench`` (it needs a run's Transform output). Writes
+bench/results/tuning_bench.json.
+"""
+import argparse
+import os
+import tempfile
+import time
+
+from bench.common import figure, write_results
+from pipeline.config import load_config
+
+
+def _latest(directory: str) -> str:
+    return os.path.join(directory, max(os.listdir(directory), key=int))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("transform_dir")
+    parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    from components.custom.tuner import read_trials
+    from components.training.tuning_options import TuningOptions
+    from tests.support.tuning import run_tuner
+
+    cfg = load_config()
+    transformed = {"examples_uri": _latest(os.path.join(args.transform_dir, "transformed_examples")),
+                   "transform_output": _latest(os.path.join(args.transform_dir, "transform_graph"))}
+    runs, figures = {}, []
+    for workers in args.workers:
+        options = TuningOptions(enabled=True, algorithm="random", max_trials=args.trials, seed=0, workers=workers)
+        start = time.monotonic()
+        outputs = run_tuner(transformed, cfg.user_package, tempfile.mkdtemp(prefix=f"tuning-bench-{workers}-"),
+                            options, cfg.training, steps_per_trial=args.steps, eval_steps=cfg.training.eval_steps,
+                            objective_metric=cfg.gate_metric.name)
+        seconds = time.monotonic() - start
+        record = read_trials(outputs["tuner_results"])
+        per_minute = len(record["trials"]) * 60 / seconds
+        runs[workers] = {"seconds": seconds, "search_seconds": record["search_seconds"],
+                         "trials": len(record["trials"]), "trials_per_minute": per_minute,
+                         "trial_seconds": [t["seconds"] for t in record["trials"]]}
+        print(f"{workers} worker(s): {len(record['trials'])} trials of {args.steps} steps in {seconds:.1f} s "
+              f"(search {record['search_seconds']:.1f} s): {per_minute:.2f} trials/min; trials "
+              f"{', '.join(f'{s:.1f}' for s in runs[workers]['trial_seconds'])} s", flush=True)
+        figures.append(figure(f"trials per minute, {workers} worker(s)", per_minute, "trials/min", better="higher"))
+    print("results:", write_results("tuning_bench", {"runs": runs, "figures": figures,
+                                                      "trials": args.trials, "steps": args.steps}))
+
+
+if __name__ == "__main__":
+    main()
