@@ -52,7 +52,7 @@ def _last_line(path: str) -> str:
     return lines[-1] if lines else "(empty log)"
 
 
-def _watch(processes: Dict[str, subprocess.Popen], logs: Dict[str, str], logs_dir: str, timeout: float) -> None:
+def watch(processes: Dict[str, subprocess.Popen], logs: Dict[str, str], logs_dir: str, timeout: float) -> None:
     """Returns when every worker has exited 0; raises one line when a process fails or time runs out."""
     names = list(processes)
     deadline = time.monotonic() + timeout
@@ -101,7 +101,7 @@ def search_in_processes(input_dict, exec_properties: Dict[str, Any], working_dir
                     [sys.executable, "-m", "components.custom.tuner_processes", "--job", job_path,
                      "--working-dir", directory, "--seconds", os.path.join(local_dir, name + SECONDS_SUFFIX)],
                     env=role_environment(base, name, port), stdout=log_file, stderr=subprocess.STDOUT)
-        _watch(processes, logs, logs_dir, timeout)
+        watch(processes, logs, logs_dir, timeout)
         seconds = time.monotonic() - start
         trial_seconds: Dict[str, Dict[str, float]] = {}
         for name in worker_names(workers):
