@@ -336,14 +336,18 @@ def test_every_compiled_task_runs_through_the_container_entrypoint_on_gcs(tmp_pa
         strict.run_task("evaluator")
         assert run.outputs["evaluator"]["blessing"][0]["metadata"]["blessed"] == 1
         assert strict.outputs["evaluator"]["blessing"][0]["metadata"]["blessed"] == 0
-        # The Tuner task of a package compiled with tuning on, on this run's Transform output: its KerasTuner
-        # project folder in the task's temp dir on gs:// too, nothing on the local disk (run_task checks).
+        # The Tuner task of a package compiled with tuning on, on this run's Transform output, its task root on
+        # gs:// as Kubeflow's: KerasTuner's project folder is in the executor's temp dir there, nothing on the
+        # local disk (run_task checks).
         tuning = load_config(os.path.join(CONFIG_DIR, "kubeflow.yaml"), overrides=cfg_overrides + [
             "tuning.enabled=true", "tuning.max_trials=2", "tuning.steps_per_trial=6", "tuning.seed=0"])
         with open(kubeflow_runner.compile_pipeline(tuning, str(tmp_path / "tuned.yaml"))) as f:
             tuned = CompiledPipelineRun(yaml.safe_load(f), cfg.resolved_pipeline_root, "run-3", dict(os.environ))
         tuned.outputs = dict(run.outputs)
-        tuned.run_task("tuner")
+        tuned.run_task("tuner", task_root=gcs.url("task-roots"))
+        oracles = [folder for folder, _, files in tf.io.gfile.walk(gcs.url("task-roots", "tuner"))
+                   if "oracle.json" in files]
+        assert oracles and all(folder.startswith("gs://") for folder in oracles)
         best = tuned.outputs["tuner"]["best_hyperparameters"][0]["uri"]
         assert best.startswith("gs://") and tf.io.gfile.listdir(best) == ["best_hyperparameters.txt"]
         with tf.io.gfile.GFile(f"{best}/best_hyperparameters.txt") as f:
