@@ -1,10 +1,10 @@
 """Trials per minute of the Tuner with 1 and 2 workers (KerasTuner's distributed mode), side by side on the
 same Transform output: our Tuner executor as the pipeline configures it (tests/support/tuning.py's run_tuner).
 
-    flock /tmp/heavy.lock .venv/bin/python -m bench.tuning_bench TRANSFORM_DIR [--trials 6] [--steps 200]
+    flock /tmp/heavy.lock .venv/bin/python -m bench.tuning_bench [--transform DIR] [--trials 6] [--steps 200]
 
-TRANSFORM_DIR: a run's ``<pipeline root>/Transform`` (the latest transformed_examples and transform_graph are
-used), e.g. of the sample. Not in ``make bench`` (it needs a run's Transform output). Writes
+On the latest Transform output of the default pipeline (`make run` first), or of ``--transform``: a run's
+``<pipeline root>/Transform`` folder (its latest transformed_examples and transform_graph). Writes
 bench/results/tuning_bench.json.
 """
 import argparse
@@ -12,7 +12,7 @@ import os
 import tempfile
 import time
 
-from bench.common import figure, write_results
+from bench.common import figure, latest_artifacts, write_results
 from pipeline.config import load_config
 
 
@@ -22,7 +22,7 @@ def _latest(directory: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("transform_dir")
+    parser.add_argument("--transform", help="a run's <pipeline root>/Transform (default: the default pipeline's latest)")
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -32,8 +32,12 @@ def main() -> None:
     from tests.support.tuning import run_tuner
 
     cfg = load_config()
-    transformed = {"examples_uri": _latest(os.path.join(args.transform_dir, "transformed_examples")),
-                   "transform_output": _latest(os.path.join(args.transform_dir, "transform_graph"))}
+    if args.transform:
+        transformed = {"examples_uri": _latest(os.path.join(args.transform, "transformed_examples")),
+                       "transform_output": _latest(os.path.join(args.transform, "transform_graph"))}
+    else:
+        found = latest_artifacts()
+        transformed = {"examples_uri": found["transformed_examples"], "transform_output": found["transform_graph"]}
     runs, figures = {}, []
     for workers in args.workers:
         options = TuningOptions(enabled=True, algorithm="random", max_trials=args.trials, seed=0, workers=workers)
