@@ -1,5 +1,5 @@
 """Trials per minute of the Tuner with 1 and 2 workers (KerasTuner's distributed mode), side by side on the
-same Transform output: our Tuner executor as the pipeline configures it (tests/support/tuning.py's run_tuner).
+same Transform output: our Tuner executor as the pipeline configures it (components/custom/tuner.py's run_executor).
 
     flock /tmp/heavy.lock .venv/bin/python -m bench.tuning_bench [--transform DIR] [--trials 6] [--steps 200]
 
@@ -22,14 +22,14 @@ def _latest(directory: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--transform", help="a run's <pipeline root>/Transform (default: the default pipeline's latest)")
+    parser.add_argument("--transform", help="a run's <pipeline root>/Transform (default: the default pipeline's)")
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    from components.custom.tuner import read_trials
-    from components.training.tuning_options import TuningOptions
-    from tests.support.tuning import run_tuner
+    from components.custom.tuner import read_trials, run_executor
+    from components.training.tuning_options import TuningOptions, tuner_custom_config
+    from pipeline.pipeline import TUNER_FN
 
     cfg = load_config()
     if args.transform:
@@ -42,9 +42,11 @@ def main() -> None:
     for workers in args.workers:
         options = TuningOptions(enabled=True, algorithm="random", max_trials=args.trials, seed=0, workers=workers)
         start = time.monotonic()
-        outputs = run_tuner(transformed, cfg.user_package, tempfile.mkdtemp(prefix=f"tuning-bench-{workers}-"),
-                            options, cfg.training, steps_per_trial=args.steps, eval_steps=cfg.training.eval_steps,
-                            objective_metric=cfg.gate_metric.name)
+        outputs = run_executor(
+            transformed["examples_uri"], transformed["transform_output"],
+            tempfile.mkdtemp(prefix=f"tuning-bench-{workers}-"),
+            tuner_custom_config(options, cfg.training, cfg.user_package, cfg.gate_metric.name, "bench"),
+            tuner_fn=TUNER_FN, train_steps=args.steps, eval_steps=cfg.training.eval_steps)
         seconds = time.monotonic() - start
         record = read_trials(outputs["tuner_results"])
         per_minute = len(record["trials"]) * 60 / seconds

@@ -181,6 +181,43 @@ class Executor(tfx_executor.Executor):
         write_trials(tuner, output_dict, seconds, load_user_code(custom_config["user_package"]).file("model"))
 
 
+def make_artifact(cls, uri: str, **properties):
+    """A TFX artifact of class ``cls`` at ``uri`` with ``properties`` (to call an executor outside a pipeline)."""
+    made = cls()
+    made.uri = uri
+    for name, value in properties.items():
+        setattr(made, name, value)
+    return made
+
+
+def run_executor(examples_uri: str, transform_graph_uri: str, directory: str, custom_config: Dict[str, Any], *,
+                 tuner_fn: str, train_steps: int, eval_steps: int) -> Dict[str, str]:
+    """This executor outside a pipeline, on a Transform output (its transformed examples and graph), as the
+    pipeline configures it: {output key: its folder under ``directory``}. The tests and bench/tuning_bench.py."""
+    from tfx.proto import trainer_pb2
+    from tfx.types import standard_artifacts
+    from tfx.utils import proto_utils
+
+    outputs = {"best_hyperparameters": os.path.join(directory, "best_hyperparameters"),
+               "tuner_results": os.path.join(directory, "tuner_results")}
+    for uri in outputs.values():
+        os.makedirs(uri)
+    input_dict = {"examples": [make_artifact(standard_artifacts.Examples, examples_uri,
+                                             split_names='["train", "eval"]')],
+                  "transform_graph": [make_artifact(standard_artifacts.TransformGraph, transform_graph_uri)]}
+    output_dict = {"best_hyperparameters": [make_artifact(standard_artifacts.HyperParameters,
+                                                     outputs["best_hyperparameters"])],
+                   "tuner_results": [make_artifact(standard_artifacts.TunerResults, outputs["tuner_results"])]}
+    exec_properties = {
+        "tuner_fn": tuner_fn,
+        "train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs(num_steps=train_steps)),
+        "eval_args": proto_utils.proto_to_json(trainer_pb2.EvalArgs(num_steps=eval_steps)),
+        "custom_config": json_utils.dumps(custom_config)}
+    Executor(Executor.Context(tmp_dir=os.path.join(directory, "tmp"), unique_id="1")).Do(
+        input_dict, output_dict, exec_properties)
+    return outputs
+
+
 class Tuner(tfx_tuner.Tuner):
     """TFX's Tuner component with the executor above (same spec, inputs and outputs)."""
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
