@@ -28,6 +28,7 @@ from pipeline.config import PROJECT_ROOT
 BENCHMARKS = [
     ("input_bench", "input.json", True),
     ("trainer_bench", "trainer.json", True),
+    ("tuning_bench", "tuning_bench.json", True),
     ("tflite_bench", "tflite.json", True),
     ("evaluator_bench", "evaluator.json", True),
     ("transform_bench", "transform_bench.json", True),

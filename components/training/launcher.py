@@ -100,7 +100,7 @@ def free_ports(count: int) -> List[int]:
             s.close()
 
 
-def _tail(path: str, lines: int = 30) -> str:
+def tail(path: str, lines: int = 30) -> str:
     try:
         with open(path, errors="replace") as f:
             return "".join(f.readlines()[-lines:])
@@ -124,7 +124,7 @@ def train_in_worker_processes(job) -> None:
     else:
         count = options.num_workers if options.strategy == "multi_worker_mirrored" else 1
         names, pids_file = [f"worker-{index}" for index in range(count)], WORKERS_JSON
-    envs = [_worker_environment(job.config.user_package) for _ in names]
+    envs = [worker_environment(job.config.user_package) for _ in names]
     if options.strategy == "multi_worker_mirrored" and replica is None:
         addresses = [f"127.0.0.1:{port}" for port in free_ports(len(names))]
         for index, env in enumerate(envs):
@@ -147,10 +147,10 @@ def train_in_worker_processes(job) -> None:
             # The live logs' local paths too: while training runs, they are only there.
             json.dump({"strategy": options.strategy, "pids": [p.pid for p in processes], "live_logs": logs}, f)
         # Published right away: tests (and people) find the pids while training runs.
-        _publish(local_dir, final_dir, [pids_file])
+        publish(local_dir, final_dir, [pids_file])
         _wait(processes, logs, float(options.worker_timeout_seconds), final_dir)
     finally:
-        _publish(local_dir, final_dir, [os.path.basename(p) for p in logs] + [pids_file])
+        publish(local_dir, final_dir, [os.path.basename(p) for p in logs] + [pids_file])
         shutil.rmtree(local_dir, ignore_errors=True)
     if replica is not None and not replica.is_chief:
         wait_for_chief_export(job.serving_model_dir, replica, final_dir)
@@ -173,7 +173,7 @@ def wait_for_chief_export(serving_model_dir: str, replica: Replica, logs_dir: st
     log.info("the chief's model is in %s", serving_model_dir)
 
 
-def _worker_environment(user_package: str) -> dict:
+def worker_environment(user_package: str) -> dict:
     """This process's environment, with the user package importable as it is here (wherever it lives)."""
     from components.core.user_code import load_user_code
 
@@ -183,7 +183,7 @@ def _worker_environment(user_package: str) -> dict:
     return env
 
 
-def _publish(local_dir: str, final_dir: str, names: List[str]) -> None:
+def publish(local_dir: str, final_dir: str, names: List[str]) -> None:
     from tfx.dsl.io import fileio
 
     fileio.makedirs(final_dir)
@@ -193,26 +193,38 @@ def _publish(local_dir: str, final_dir: str, names: List[str]) -> None:
             fileio.copy(source, os.path.join(final_dir, name), overwrite=True)
 
 
+def exit_words(code: int) -> str:
+    """A process's non-zero exit code in words."""
+    return f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+
+
+def first_failure(processes) -> Optional[int]:
+    """The index of the first process that exited with an error (None: none has)."""
+    return next((index for index, p in enumerate(processes) if p.poll() not in (None, 0)), None)
+
+
+def stop_processes(processes) -> None:
+    for p in processes:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def _wait(processes, logs, timeout: float, final_dir: str) -> None:
     deadline = time.monotonic() + timeout
     try:
         while True:
-            codes = [p.poll() for p in processes]
-            for index, code in enumerate(codes):
-                if code not in (None, 0):
-                    raise WorkerFailedError(
-                        f"training worker {index} (pid {processes[index].pid}) "
-                        f"{'was killed by signal ' + str(-code) if code < 0 else 'exited with code ' + str(code)}; "
-                        f"stopped the other workers. End of its log ({final_dir}/{os.path.basename(logs[index])}):"
-                        f"\n{_tail(logs[index])}")
-            if all(code == 0 for code in codes):
+            index = first_failure(processes)
+            if index is not None:
+                raise WorkerFailedError(
+                    f"training worker {index} (pid {processes[index].pid}) {exit_words(processes[index].poll())}; "
+                    f"stopped the other workers. End of its log ({final_dir}/{os.path.basename(logs[index])}):"
+                    f"\n{tail(logs[index])}")
+            if all(p.poll() == 0 for p in processes):
                 return
             if time.monotonic() > deadline:
                 raise WorkerFailedError(f"training workers did not finish within {timeout:.0f}s "
                                         f"(training.worker_timeout_seconds); logs: {final_dir}")
             time.sleep(POLL_SECONDS)
     finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        stop_processes(processes)

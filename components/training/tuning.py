@@ -26,6 +26,7 @@ import time
 from typing import Dict, List, Optional
 
 import keras_tuner as kt
+from keras_tuner.src.distribute import utils as dist_utils
 import numpy as np
 from keras_tuner.engine.hyperparameters import Fixed
 import tensorflow_transform as tft
@@ -160,14 +161,15 @@ class Hyperband(kt.Hyperband, TfKerasTuner):
 
 
 def make_tuner(options: TuningOptions, hypermodel: UserHyperModel, objective: kt.Objective, *, directory: str,
-               epochs: int, fixed=None, distribution_strategy=None) -> TfKerasTuner:
+               epochs: int, fixed=None, distribution_strategy=None, overwrite: bool = True) -> TfKerasTuner:
     """The configured algorithm's tuner. ``epochs``: a trial's (hyperband: its longest trials'); ``fixed``:
-    HyperParameters the search must not change (training.learning_rate)."""
+    HyperParameters the search must not change (training.learning_rate); ``overwrite``: start from an empty project
+    folder (False for a distributed-mode worker: the workers share theirs)."""
     common = dict(hypermodel=hypermodel, objective=objective, seed=options.seed, hyperparameters=fixed,
                   max_retries_per_trial=0,  # the same values fail the same way again
                   max_consecutive_failed_trials=options.max_consecutive_failed_trials,
                   executions_per_trial=options.executions_per_trial, distribution_strategy=distribution_strategy,
-                  directory=directory, project_name=PROJECT_NAME, overwrite=True)
+                  directory=directory, project_name=PROJECT_NAME, overwrite=overwrite)
     if options.algorithm == "random":
         return RandomSearch(max_trials=options.max_trials, **common)
     if options.algorithm == "bayesian":
@@ -205,6 +207,11 @@ def check_search_space(user: UserCode, model_inputs, learning_rate: Optional[flo
     return fixed
 
 
+def is_distributed_worker() -> bool:
+    """This process is a worker of KerasTuner's distributed mode (KERASTUNER_TUNER_ID other than the chief)."""
+    return dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle()
+
+
 def trial_strategy(training):
     """The Trainer's strategy for the trials, when it runs in this process; otherwise the default one."""
     name = training.strategy
@@ -229,7 +236,8 @@ def tuner_fn(fn_args) -> TunerFnResult:
     eval_steps = int(fn_args.eval_steps or 1)
     epochs, steps_per_epoch, _ = epoch_plan(int(fn_args.train_steps), eval_steps)
     tuner = make_tuner(job.options, UserHyperModel(user, model_inputs, objective), objective,
-                       directory=fn_args.working_dir, epochs=epochs, fixed=fixed, distribution_strategy=strategy)
+                       directory=fn_args.working_dir, epochs=epochs, fixed=fixed, distribution_strategy=strategy,
+                       overwrite=not is_distributed_worker())
     train_ds = inputs.make_input_dataset(fn_args.train_files, tf_transform_output, user, global_batch,
                                          cache=use_input_cache(fn_args.train_files, job.training))
     # Every epoch of every trial validates on the same batches: the first eval_steps of the eval split.

@@ -34,6 +34,9 @@ class TuningOptions:
     executions_per_trial: int = 1
     # After this many failed trials in a row the search stops; the best completed trial still wins.
     max_consecutive_failed_trials: int = 3
+    # Trials in parallel: >1 runs KerasTuner's distributed mode, a chief oracle and this many worker processes
+    # on this machine (each trains one trial at a time; docs/tuning.md); 1: the trials one after another.
+    workers: int = 1
     # The search algorithm's seed (null: another sequence of trials each time the Tuner runs).
     seed: Optional[int] = None
     # With tuning off: train with the best hyperparameters of the latest Tuner run of this pipeline (from MLMD;
@@ -44,7 +47,8 @@ class TuningOptions:
         """Raises ValueError naming the ``tuning.<key>`` that cannot work."""
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"tuning.algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
-        for name in ("max_trials", "steps_per_trial", "executions_per_trial", "max_consecutive_failed_trials"):
+        for name in ("max_trials", "steps_per_trial", "executions_per_trial", "max_consecutive_failed_trials",
+                     "workers"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"tuning.{name} must be at least 1, got {getattr(self, name)}")
 

@@ -4,6 +4,7 @@
     write_report(cfg, run_id, "page.html")   # a given run, to a given file
 
 Sections: the run (status, wall time), data (rows per split, per-feature statistics, anomalies),
+tuning (the Tuner's trials, when the run tuned),
 training (the Trainer's TensorBoard curves), evaluation (TFMA metrics overall and per slice, the
 candidate beside its baseline, the thresholds, the blessing), TFLite (the tflite_evaluator's table,
 the lite push), push (InfraValidator, Pusher) and components (state, wall time, timeline). Plots are
@@ -18,6 +19,7 @@ The modules, by what they read and what they draw (each imports only those above
     plots.py       the plots (matplotlib), from plain numbers, as PNG data URIs
     data.py        StatisticsGen's statistics and ExampleValidator's anomalies
     training.py    the Trainer's TensorBoard logs
+    tuning.py      the Tuner's trials (trials.json)
     evaluation.py  the Evaluator's TFMA metrics, thresholds and validation
     push.py        the TFLite evaluator's table, the InfraValidator's verdict, the Pushers' pushes
     overview.py    the header and the components' table and timeline
@@ -37,12 +39,13 @@ from pipeline.report.push import push_section
 from pipeline.report.render import render_report
 from pipeline.report.runs import read_run
 from pipeline.report.training import read_scalars, training_curves
+from pipeline.report.tuning import trials_view
 from pipeline.run_log import point_latest, quiet_libraries
 from tfxp.files import write_atomically
 
 # The API, and the readers other modules use (pipeline/run_outcome.py, the tests).
 __all__ = ["write_report", "default_report_dir", "latest_run_id", "read_run", "read_evaluation", "push_section",
-           "describe_threshold", "read_scalars", "training_curves"]
+           "describe_threshold", "read_scalars", "training_curves", "trials_view"]
 
 log = logging.getLogger(__name__)
 

@@ -141,3 +141,32 @@ def timeline_plot(components: Sequence, start_ms: int, end_ms: int) -> str:
     axes.tick_params(axis="x", labelsize=8)
     axes.grid(axis="x", alpha=0.3)
     return png(figure)
+
+
+def trials_plot(scores: Sequence[Tuple[str, Optional[float]]], objective: str, direction: str,
+                best_id: Optional[str]) -> str:
+    """The objective of each trial ([(trial id, score: None when it failed)]) in the order they were created,
+    the best so far as a step line, the best trial starred, failed trials as crosses on the axis."""
+    figure = _figure(8, 2.6)
+    axes = figure.add_subplot()
+    done = [(i, score) for i, (_, score) in enumerate(scores) if score is not None]
+    xs, ys = zip(*done)
+    axes.plot(xs, ys, "o", color=SPLIT_COLORS[0], label="trial")
+    best_so_far, running = [], None
+    for score in ys:
+        running = score if running is None else (max if direction == "max" else min)(running, score)
+        best_so_far.append(running)
+    axes.step(xs, best_so_far, where="post", color=SPLIT_COLORS[1], alpha=0.6, label="best so far")
+    failed = [i for i, (_, score) in enumerate(scores) if score is None]
+    if failed:
+        axes.plot(failed, [min(ys)] * len(failed), "x", color=STATE_COLORS["failed"], label="failed")
+    for i, (trial_id, score) in enumerate(scores):
+        if trial_id == best_id and score is not None:
+            axes.plot([i], [score], "*", color=STATE_COLORS["executed"], markersize=14, label="best")
+    axes.set_xticks(range(len(scores)), [trial_id for trial_id, _ in scores], fontsize=8)
+    axes.set_xlabel("trial", fontsize=9)
+    axes.set_ylabel(f"{objective} ({direction})", fontsize=9)
+    axes.tick_params(axis="y", labelsize=8)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return png(figure)

@@ -14,6 +14,7 @@ from pipeline.report.overview import components_section, header
 from pipeline.report.push import push_section, tflite_section
 from pipeline.report.runs import Run
 from pipeline.report.training import training_section
+from pipeline.report.tuning import tuning_section
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def page_context(run: Run, cfg) -> Dict[str, Any]:
 
     context = {"header": header(run),
                "data": _section("data", data_section, run),
+               "tuning": _section("tuning", tuning_section, run),
                "training": _section("training", training_section, run),
                "evaluation": _section("evaluation", evaluation_section, run),
                "tflite": _section("TFLite", tflite_section, run),

@@ -70,5 +70,5 @@ def test_each_component_s_fingerprint_changes_only_with_its_own_files(tmp_path):
 
 
 def test_workers_can_import_the_user_package_wherever_it_lives():
-    path = launcher._worker_environment("synth_binary")["PYTHONPATH"].split(os.pathsep)
+    path = launcher.worker_environment("synth_binary")["PYTHONPATH"].split(os.pathsep)
     assert path[0] == DATASETS_DIR

@@ -231,6 +231,22 @@ def test_the_batch_scoring_branch_compiles_with_the_rest_when_enabled(tmp_path):
     assert _parameter(tasks["predictions_csv"], "code_fingerprint")
 
 
+def test_with_tuning_on_the_compiled_pipeline_runs_the_tuner_between_transform_and_the_trainer(tmp_path):
+    cfg = load_config(os.path.join(CONFIG_DIR, "kubeflow.yaml"), overrides=[LOCAL_SCHEMA, "tuning.enabled=true"])
+    with open(kubeflow_runner.compile_pipeline(cfg, str(tmp_path / "p.yaml"))) as f:
+        spec = yaml.safe_load(f)
+    tasks, executors = _tasks(spec), spec["deploymentSpec"]["executors"]
+    sources = {key: (a["taskOutputArtifact"]["producerTask"], a["taskOutputArtifact"]["outputArtifactKey"])
+               for key, a in tasks["tuner"]["inputs"]["artifacts"].items()}
+    assert sources["examples"] == ("Transform", "transformed_examples")
+    assert sources["transform_graph"] == ("Transform", "transform_graph")
+    hyperparameters = tasks["Trainer"]["inputs"]["artifacts"]["hyperparameters"]["taskOutputArtifact"]
+    assert (hyperparameters["producerTask"], hyperparameters["outputArtifactKey"]) == ("tuner", "best_hyperparameters")
+    args = executors["tuner_executor"]["container"]["args"]
+    assert args[args.index("--executor_class_path") + 1] == "components.custom.tuner.Executor"
+    assert json.loads(_parameter(tasks["tuner"], "custom_config"))["tuning"]["max_trials"] == cfg.tuning.max_trials
+
+
 def test_compiling_the_branch_for_a_csv_says_kubeflow_reads_tfrecords(tmp_path):
     from pipeline.config import ConfigError
     cfg = load_config(os.path.join(CONFIG_DIR, "kubeflow.yaml"), overrides=[LOCAL_SCHEMA, "inference.data=rows.csv"])
@@ -266,14 +282,15 @@ def test_every_compiled_task_runs_through_the_container_entrypoint_on_gcs(tmp_pa
         upload(local_data, gcs.url("data-v2"))  # tfxp upload
         tf.io.gfile.makedirs(gcs.url("unlabelled"))
         tf.io.gfile.copy(unlabelled, gcs.url("unlabelled", "rows.tfrecord.gz"))
-        cfg = load_config(os.path.join(CONFIG_DIR, "kubeflow.yaml"), overrides=[
+        cfg_overrides = [
             LOCAL_SCHEMA, f"data_root={gcs.url('data')}", f"output_root={gcs.url()}",
             f"pipeline_root={gcs.url('pipelines')}", f"serving_dir={gcs.url('serving')}",
             # in_memory: one process per task is what this 2-core machine affords (the preset uses the pod's cores).
             "beam_preset=in_memory", "training.train_steps=30", "training.eval_steps=5", "training.batch_size=16",
             "evaluation.threshold=null", "tflite.representative_examples=50",
             # No cluster here: the same executor validates in `tfxp serve`, reading the model from gs://.
-            "serving.infra_validation.platform=local_process", f"inference.data={gcs.url('unlabelled')}"])
+            "serving.infra_validation.platform=local_process", f"inference.data={gcs.url('unlabelled')}"]
+        cfg = load_config(os.path.join(CONFIG_DIR, "kubeflow.yaml"), overrides=cfg_overrides)
         package = kubeflow_runner.compile_pipeline(cfg, str(tmp_path / "pipeline.yaml"))
         with open(package) as f:
             spec = yaml.safe_load(f)
@@ -319,6 +336,24 @@ def test_every_compiled_task_runs_through_the_container_entrypoint_on_gcs(tmp_pa
         strict.run_task("evaluator")
         assert run.outputs["evaluator"]["blessing"][0]["metadata"]["blessed"] == 1
         assert strict.outputs["evaluator"]["blessing"][0]["metadata"]["blessed"] == 0
+        # The Tuner task of a package compiled with tuning on, on this run's Transform output, its task root on
+        # gs:// as Kubeflow's: KerasTuner's project folder is in the executor's temp dir there, nothing on the
+        # local disk (run_task checks).
+        tuning = load_config(os.path.join(CONFIG_DIR, "kubeflow.yaml"), overrides=cfg_overrides + [
+            "tuning.enabled=true", "tuning.max_trials=2", "tuning.steps_per_trial=6", "tuning.seed=0"])
+        with open(kubeflow_runner.compile_pipeline(tuning, str(tmp_path / "tuned.yaml"))) as f:
+            tuned = CompiledPipelineRun(yaml.safe_load(f), cfg.resolved_pipeline_root, "run-3", dict(os.environ))
+        tuned.outputs = dict(run.outputs)
+        tuned.run_task("tuner", task_root=gcs.url("task-roots"))
+        oracles = [folder for folder, _, files in tf.io.gfile.walk(gcs.url("task-roots", "tuner"))
+                   if "oracle.json" in files]
+        assert oracles and all(folder.startswith("gs://") for folder in oracles)
+        best = tuned.outputs["tuner"]["best_hyperparameters"][0]["uri"]
+        assert best.startswith("gs://") and tf.io.gfile.listdir(best) == ["best_hyperparameters.txt"]
+        with tf.io.gfile.GFile(f"{best}/best_hyperparameters.txt") as f:
+            assert "learning_rate" in json.load(f)["values"]
+        with tf.io.gfile.GFile(f"{tuned.outputs['tuner']['tuner_results'][0]['uri']}/trials.json") as f:
+            assert [t["status"] for t in json.load(f)["trials"]] == ["COMPLETED"] * 2
 
 
 # -- tfxp submit --schedule, against a fake KFP API server that records its requests ----------------

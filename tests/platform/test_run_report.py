@@ -229,3 +229,63 @@ def test_a_pipeline_that_never_ran_is_an_error_naming_the_metadata_file_and_the_
     with pytest.raises(FileNotFoundError, match=r"no run of pipeline 'nobody': the metadata file .*metadata\.db "
                                                 r"does not exist"):
         report.write_report(load_config(str(config)))
+
+
+def test_a_run_without_a_tuner_has_no_tuning_section(stopped_run):
+    assert 'id="tuning"' not in stopped_run[2]
+
+
+# -- a run with a Tuner: its trials.json (as components/custom/tuner.py writes it) -------------------------
+
+TRIALS = {"format": 1, "objective": {"name": "val_accuracy", "direction": "max"}, "algorithm": "RandomSearch",
+          "max_trials": 3, "search_seconds": 42.5, "workers": 2, "best_trial_id": "1", "trials": [
+              {"trial_id": "0", "status": "COMPLETED", "score": 0.71, "seconds": 12.0, "worker": "tuner0",
+               "hyperparameters": {"learning_rate": 1e-4, "units": 8}, "metrics": {}, "error": None},
+              {"trial_id": "1", "status": "COMPLETED", "score": 0.89, "seconds": 11.0, "worker": "tuner1",
+               "hyperparameters": {"learning_rate": 0.003, "units": 16}, "metrics": {}, "error": None},
+              {"trial_id": "2", "status": "FAILED", "score": None, "seconds": 1.0, "worker": "tuner0",
+               "hyperparameters": {"learning_rate": 0.01, "units": 4}, "metrics": {},
+               "error": "model.py, line 9: build_model fails with <units=4>"}]}
+
+
+@pytest.fixture(scope="module")
+def tuned_run(tmp_path_factory):
+    """The report of a run whose Tuner completed (and nothing else ran), from a trials.json fixture."""
+    tmp = tmp_path_factory.mktemp("tuned")
+    results = standard_artifacts.TunerResults()
+    results.uri = str(tmp / "tuner_results")
+    os.makedirs(results.uri)
+    with open(os.path.join(results.uri, "trials.json"), "w") as f:
+        json.dump(TRIALS, f)
+    run = _RecordedRun(tmp / "metadata.db", "taxi", "run-1")
+    run.execute("tuner", "components.custom.tuner.Tuner", mlmd.Execution.COMPLETE, [("tuner_results", results)])
+    config = tmp / "config.yaml"
+    config.write_text(f"pipeline_name: taxi\ndata_root: /data\noutput_root: {tmp}\nmetadata_path: {tmp}/metadata.db\n")
+    path = report.write_report(load_config(str(config)))
+    with open(path) as f:
+        return path, f.read()
+
+
+def test_the_tuning_section_lists_each_trial_s_hyperparameters_and_objective_and_marks_the_best(tuned_run):
+    page = tuned_run[1]
+    rows = re.findall(r'<tr data-trial="(\d)"( class="best" data-best="true")?>(.*?)</tr>', page, re.S)
+    assert [(trial, bool(best)) for trial, best, _ in rows] == [("0", False), ("1", True), ("2", False)]
+    cells = {trial: re.findall(r"<td[^>]*>(.*?)</td>", body, re.S) for trial, _, body in rows}
+    assert cells["1"][1:4] == ["0.003", "16", "0.8900"] and cells["0"][1:4] == ["0.0001", "8", "0.7100"]
+    assert cells["2"][3] == "–" and "build_model fails with &lt;units=4&gt;" in cells["2"][-1]
+    text = " ".join(_text(page).split())
+    assert "Best: trial 1 , val_accuracy 0.8900" in text and "2 workers in parallel" in text and "1 failed" in text
+    assert re.search(r'<img class="wide" src="data:image/png;base64,[^"]+" alt="val_accuracy per trial">', page)
+
+
+def test_trials_view_without_a_completed_trial_has_no_best_and_no_plot():
+    record = dict(TRIALS, best_trial_id=None, trials=[TRIALS["trials"][2]])
+    view = report.trials_view(record)
+    assert view["best"] is None and view["plot"] is None and view["failed"] == 1
+
+
+@pytest.mark.browser
+def test_the_tuning_section_renders_in_a_browser_with_its_plot(tuned_run):
+    check = check_page(tuned_run[0])
+    assert (check.errors, check.console, check.broken_images) == ([], [], [])
+    assert len(check.images) >= 2  # the trials' plot and the timeline

@@ -135,3 +135,24 @@ def test_hyperband_continues_a_promoted_trial_from_its_best_epoch_s_weights(work
     promoted = [t for t in trials if t["hyperband"]["initial_epoch"] > 0]
     assert len(promoted) == 1 and promoted[0]["hyperband"]["epochs"] == 3
     assert promoted[0]["hyperband"]["trial_id"] in {t["trial_id"] for t in trials}
+
+
+@pytest.mark.beam
+@pytest.mark.training
+def test_two_workers_share_one_oracle_and_together_finish_the_planned_trials(workspace, packages, tmp_path):
+    """KerasTuner's distributed mode: a chief oracle over gRPC on loopback, two worker processes."""
+    options = TuningOptions(enabled=True, algorithm="random", max_trials=4, seed=0, workers=2)
+    outputs = run_tuner(workspace.transformed("synth_binary"), "tune_hyperband", str(tmp_path), options, TRAINING,
+                        steps_per_trial=30, eval_steps=2)
+    record = read_trials(outputs["tuner_results"])
+    trials = record["trials"]
+    assert record["workers"] == 2 and len(trials) == 4
+    assert len({t["trial_id"] for t in trials}) == 4 and {t["status"] for t in trials} == {"COMPLETED"}
+    assert {t["worker"] for t in trials} == {"tuner0", "tuner1"}  # each worker ran at least one trial
+    assert all(t["seconds"] > 0 for t in trials)
+    best = next(t for t in trials if t["trial_id"] == record["best_trial_id"])
+    assert best["score"] == max(t["score"] for t in trials)
+    assert os.listdir(outputs["best_hyperparameters"]) == ["best_hyperparameters.txt"]
+    assert _best(outputs) == best["hyperparameters"]
+    logs = sorted(os.listdir(os.path.join(outputs["tuner_results"], "workers")))
+    assert logs == ["chief.log", "tuner0.log", "tuner1.log"]

@@ -7,6 +7,7 @@ import pytest
 from components.core.user_code import UserCodeError, load_user_code
 from components.training import hyperparameters as hp_lib
 from components.training.inputs import ModelInput
+from components.training.tuning_options import TuningOptions
 from pipeline import code_fingerprint
 from pipeline.config import load_config
 from pipeline.pipeline import TUNER_FN, create_pipeline
@@ -282,3 +283,43 @@ def test_a_failed_trial_is_said_in_its_last_traceback_line_or_as_a_diverged_scor
     failed.message = None  # KerasTuner fails a trial whose score is NaN without an error
     assert failure_line(failed, "/p/model.py", "val_accuracy") == (
         "/p/model.py: training with learning_rate=0.5 gave no val_accuracy (NaN: it diverged)")
+
+
+def test_each_distributed_process_gets_kerastuner_s_variables_for_its_role():
+    from components.custom.tuner_processes import role_environment, worker_names
+
+    assert worker_names(2) == ["tuner0", "tuner1"]
+    env = role_environment({"PATH": "/bin"}, "tuner1", 5123)
+    assert env == {"PATH": "/bin", "KERASTUNER_TUNER_ID": "tuner1", "KERASTUNER_ORACLE_IP": "127.0.0.1",
+                   "KERASTUNER_ORACLE_PORT": "5123"}
+
+
+def test_a_tuning_worker_that_dies_fails_the_search_in_one_line_naming_it_and_its_log_s_last_line(tmp_path):
+    import subprocess
+    import sys
+
+    from components.custom import tuner_processes
+    from components.training import launcher
+
+    scripts = {"chief": "import time; time.sleep(60)", "tuner0": "import time; time.sleep(60)",
+               "tuner1": "print('training...', flush=True); raise SystemExit('ValueError: this trial cannot train')"}
+    processes, logs = {}, {}
+    try:
+        for name, script in scripts.items():
+            logs[name] = str(tmp_path / f"{name}.log")
+            with open(logs[name], "w") as log_file:
+                processes[name] = subprocess.Popen([sys.executable, "-c", script], stdout=log_file,
+                                                   stderr=subprocess.STDOUT)
+        with pytest.raises(launcher.WorkerFailedError) as raised:
+            tuner_processes.watch(processes, logs, "gs://b/tuner_results/workers", timeout=30)
+    finally:
+        launcher.stop_processes(list(processes.values()))
+    assert str(raised.value) == (f"tuning worker tuner1 (pid {processes['tuner1'].pid}) exited with code 1; stopped "
+                                 f"the others. Its log (gs://b/tuner_results/workers/tuner1.log) ends: "
+                                 f"ValueError: this trial cannot train")
+    assert all(p.poll() is not None for p in processes.values())
+
+
+def test_tuning_workers_below_one_is_one_line_naming_the_key():
+    with pytest.raises(ValueError, match=r"^tuning.workers must be at least 1, got 0$"):
+        TuningOptions(workers=0).check()

@@ -163,11 +163,14 @@ class CompiledPipelineRun:
                           "outputs": {"artifacts": self._declared_outputs(task_name), "outputFile": output_file}}
         return [json.dumps(executor_input) if a == "{{$}}" else a for a in container["args"]]
 
-    def run_task(self, task_name: str) -> Dict:
+    def run_task(self, task_name: str, task_root: Optional[str] = None) -> Dict:
+        """Runs one task. ``task_root``: where its executor_output.json goes, whose folder TFX's entrypoint also
+        makes the executor's temp dir (Kubeflow's gcsOutputDirectory: gs://); default: a local temp folder."""
         container = _executor(self.spec, task_name)["container"]
         outputs = self._declared_outputs(task_name)
         with tempfile.TemporaryDirectory(prefix=f"kfp-{task_name}-") as workdir:
-            output_file = os.path.join(tempfile.mkdtemp(prefix="kfp-out-"), "executor_output.json")
+            output_file = (f"{task_root.rstrip('/')}/{task_name}/executor_output.json" if task_root else
+                           os.path.join(tempfile.mkdtemp(prefix="kfp-out-"), "executor_output.json"))
             args = self.entrypoint_args(task_name, output_file)
             command = [sys.executable] + container["command"][1:]  # the image's `python`: this environment's
             start = time.monotonic()
@@ -183,7 +186,9 @@ class CompiledPipelineRun:
             if leftovers:
                 raise TaskFailed(f"task {task_name} wrote to the local disk instead of the artifact store: "
                                  f"{leftovers} in its working directory")
-        with open(output_file) as f:
+        from tfx.dsl.io import fileio
+
+        with fileio.open(output_file) as f:
             written = json.load(f).get("artifacts", {})
         self.outputs[task_name] = {}
         for key, declared in outputs.items():

@@ -59,50 +59,28 @@ def write_package(parent, name: str, model: str) -> str:
     return package
 
 
-def _artifact(cls, uri: str, **properties):
-    artifact = cls()
-    artifact.uri = uri
-    for name, value in properties.items():
-        setattr(artifact, name, value)
-    return artifact
-
-
 def _inputs(transformed) -> dict:
     from tfx.types import standard_artifacts
 
-    return {"examples": [_artifact(standard_artifacts.Examples, transformed["examples_uri"],
+    from components.custom.tuner import make_artifact
+
+    return {"examples": [make_artifact(standard_artifacts.Examples, transformed["examples_uri"],
                                    split_names='["train", "eval"]')],
-            "transform_graph": [_artifact(standard_artifacts.TransformGraph, transformed["transform_output"])]}
+            "transform_graph": [make_artifact(standard_artifacts.TransformGraph, transformed["transform_output"])]}
 
 
 def run_tuner(transformed, package: str, directory: str, tuning, training, *, steps_per_trial: int,
               eval_steps: int, objective_metric: str = "accuracy") -> dict:
     """Our Tuner's executor, as the pipeline configures it, on a Transform output: {output key: its folder}."""
-    from tfx.proto import trainer_pb2
-    from tfx.types import standard_artifacts
-    from tfx.utils import json_utils, proto_utils
-
-    from components.custom.tuner import Executor
+    from components.custom.tuner import run_executor
     from components.training.tuning_options import tuner_custom_config
     from pipeline.pipeline import TUNER_FN
     from tests.support.marks import require
 
     require("training", "runs a search of training trials")
-    outputs = {"best_hyperparameters": os.path.join(directory, "best_hyperparameters"),
-               "tuner_results": os.path.join(directory, "tuner_results")}
-    for uri in outputs.values():
-        os.makedirs(uri)
-    exec_properties = {
-        "tuner_fn": TUNER_FN,
-        "train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs(num_steps=steps_per_trial)),
-        "eval_args": proto_utils.proto_to_json(trainer_pb2.EvalArgs(num_steps=eval_steps)),
-        "custom_config": json_utils.dumps(tuner_custom_config(tuning, training, package, objective_metric, "test"))}
-    output_dict = {"best_hyperparameters": [_artifact(standard_artifacts.HyperParameters,
-                                                      outputs["best_hyperparameters"])],
-                   "tuner_results": [_artifact(standard_artifacts.TunerResults, outputs["tuner_results"])]}
-    context = Executor.Context(tmp_dir=os.path.join(directory, "tmp"), unique_id="1")
-    Executor(context).Do(_inputs(transformed), output_dict, exec_properties)
-    return outputs
+    return run_executor(transformed["examples_uri"], transformed["transform_output"], directory,
+                        tuner_custom_config(tuning, training, package, objective_metric, "test"),
+                        tuner_fn=TUNER_FN, train_steps=steps_per_trial, eval_steps=eval_steps)
 
 
 def run_trainer(transformed, package: str, directory: str, best_hyperparameters: str, training, *,
@@ -113,14 +91,15 @@ def run_trainer(transformed, package: str, directory: str, best_hyperparameters:
     from tfx.types import standard_artifacts
     from tfx.utils import json_utils, proto_utils
 
+    from components.custom.tuner import make_artifact
     from components.training.options import trainer_custom_config
     from pipeline.pipeline import RUN_FN
 
     inputs = dict(_inputs(transformed),
-                  hyperparameters=[_artifact(standard_artifacts.HyperParameters, best_hyperparameters)])
+                  hyperparameters=[make_artifact(standard_artifacts.HyperParameters, best_hyperparameters)])
     outputs = {"model": os.path.join(directory, "model"), "model_run": os.path.join(directory, "model_run")}
-    output_dict = {"model": [_artifact(standard_artifacts.Model, outputs["model"])],
-                   "model_run": [_artifact(standard_artifacts.ModelRun, outputs["model_run"])]}
+    output_dict = {"model": [make_artifact(standard_artifacts.Model, outputs["model"])],
+                   "model_run": [make_artifact(standard_artifacts.ModelRun, outputs["model_run"])]}
     exec_properties = {
         "run_fn": RUN_FN,
         "train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs(num_steps=train_steps)),
