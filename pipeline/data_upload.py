@@ -28,7 +28,7 @@ from typing import Dict, List, Tuple
 
 from pipeline.input_check import SPLITS, split_files
 from tfxp.errors import TfxpError
-from tfxp.files import copy_atomically, is_remote
+from tfxp.files import copy_atomically, is_remote, join
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,6 @@ def _size(count: int) -> str:
         count /= 1024
 
 
-def _join(folder: str, *parts: str) -> str:
-    return "/".join([folder.rstrip("/"), *parts]) if is_remote(folder) else os.path.join(folder, *parts)
-
-
 def _same_folder(a: str, b: str) -> bool:
     if is_remote(a) or is_remote(b):
         return a.rstrip("/") == b.rstrip("/")
@@ -85,17 +81,17 @@ def _plan(source: str, destination: str) -> Tuple[List[Tuple[str, str]], List[st
     for split, files in split_files(source, what="--from").items():
         names = {os.path.basename(f.rstrip("/")) for f in files}
         for name in sorted(names):
-            src, dst = _join(source, split, name), _join(destination, split, name)
+            src, dst = join(source, split, name), join(destination, split, name)
             if fileio.exists(dst):
                 there, here = fileio.stat(dst), fileio.stat(src)
                 if there.length == here.length and there.mtime_nsec >= here.mtime_nsec:
                     skip.append(f"{split}/{name}")
                     continue
             copy.append((src, dst))
-        folder = _join(destination, split)
+        folder = join(destination, split)
         if fileio.isdir(folder):
-            extra += [_join(folder, n.rstrip("/")) for n in sorted(fileio.listdir(folder))
-                      if not n.endswith("/") and n not in names and not fileio.isdir(_join(folder, n))]
+            extra += [join(folder, n.rstrip("/")) for n in sorted(fileio.listdir(folder))
+                      if not n.endswith("/") and n not in names and not fileio.isdir(join(folder, n))]
     return copy, skip, extra
 
 

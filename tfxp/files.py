@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 import shutil
 import tempfile
 from typing import Iterator, Optional, Union
@@ -22,6 +23,11 @@ from typing import Iterator, Optional, Union
 def is_remote(path: str) -> bool:
     """gs://, s3://, hdfs://...: a path TensorFlow's file system (and TF Serving) reads, not the local disk."""
     return "://" in path
+
+
+def join(path: str, *parts: str) -> str:
+    """``path``/``parts``: with '/' for a remote path (gs://bucket/a/b), the local separator otherwise."""
+    return posixpath.join(path, *parts) if is_remote(path) else os.path.join(path, *parts)
 
 
 def write_atomically(path: str, data: Union[str, bytes], mode: int = 0o644) -> None:

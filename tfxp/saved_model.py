@@ -6,9 +6,9 @@ and its warmup requests. TensorFlow is imported only when a file is read (tf.io.
 """
 from __future__ import annotations
 
-import posixpath
-import os
 from typing import Iterator
+
+from tfxp.files import join
 
 SAVED_MODEL_PB = "saved_model.pb"          # the Pusher copies it last: a version without it is incomplete
 SAVED_MODEL_PBTXT = "saved_model.pbtxt"
@@ -24,10 +24,6 @@ class SavedModelParseError(ValueError):
     """saved_model.pb(txt) exists but is no SavedModel proto: the message names the file."""
 
 
-def _join(*parts: str) -> str:
-    return posixpath.join(*parts) if "://" in parts[0] else os.path.join(*parts)
-
-
 def read_saved_model(version_dir: str):
     """The ``SavedModel`` proto of ``saved_model.pb`` (else ``saved_model.pbtxt``, as TensorFlow's loader
     falls back). Raises FileNotFoundError when neither exists, SavedModelParseError when unparsable."""
@@ -36,13 +32,13 @@ def read_saved_model(version_dir: str):
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
-    path = _join(version_dir, SAVED_MODEL_PB)
+    path = join(version_dir, SAVED_MODEL_PB)
     try:
         if tf.io.gfile.exists(path):
             with tf.io.gfile.GFile(path, "rb") as f:
                 proto.ParseFromString(f.read())
             return proto
-        path = _join(version_dir, SAVED_MODEL_PBTXT)
+        path = join(version_dir, SAVED_MODEL_PBTXT)
         if not tf.io.gfile.exists(path):
             raise FileNotFoundError(f"{version_dir}: no {SAVED_MODEL_PB} or {SAVED_MODEL_PBTXT}")
         with tf.io.gfile.GFile(path, "r") as f:
@@ -53,7 +49,7 @@ def read_saved_model(version_dir: str):
 
 
 def warmup_file(version_dir: str) -> str:
-    return _join(version_dir, EXTRA_ASSETS_DIR, WARMUP_FILE_NAME)
+    return join(version_dir, EXTRA_ASSETS_DIR, WARMUP_FILE_NAME)
 
 
 def warmup_records(version_dir: str) -> Iterator[bytes]:
